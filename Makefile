@@ -34,5 +34,10 @@ deps-python: $(STAMPS)/python
 build: $(STAMPS)/npm
 	npx tsc -p tsconfig.json
 
+# The test command README gives: type-check, then every uvu suite on the native backend.
+test: $(STAMPS)/npm $(STAMPS)/python setup
+	npx tsc -p tsconfig.json --noEmit
+	npx uvu -r tsx/cjs test '\.test\.ts$$'
+
 clean:
 	rm -rf dist .cache
