@@ -1,0 +1,63 @@
+// Pillow's bilinear resampling (Image.resize with BILINEAR, as torchvision's Resize uses it) as exact integer weights.
+//
+// Facts from Pillow's src/libImaging/Resample.c (Pillow 9.4, unchanged since 4.x): the filter is a triangle of
+// support 1 widened by the downscale factor (antialiasing); each output sample sums the source samples whose
+// centres fall in [center - support, center + support) (bounds rounded to the nearest pixel, clipped to the
+// image); weights are normalised to sum 1 in double precision and then turned into integers with 22 fractional
+// bits (PRECISION_BITS = 32 - 8 - 2, rounding half away from zero); a pass accumulates in int32 from 2^21
+// (rounding) and keeps (sum >> 22) clipped to 0..255. Horizontal pass first, then vertical, each rounding to 8 bits.
+
+/** Fractional bits of Pillow's fixed-point coefficients. */
+export const PRECISION_BITS = 22;
+
+/**
+ * Pillow's integer bilinear coefficients for resampling one axis of `inSize` samples to `outSize`, as a dense
+ * row-major int32 matrix `[outSize, inSize]` (row o holds the weights of output sample o; most are zero).
+ * Every sum of 8-bit samples times one row fits in int32: the coefficients are non-negative and their sum is
+ * 2^22 plus at most half a unit per tap.
+ */
+export function bilinearCoefficients(inSize: number, outSize: number): Int32Array {
+  if (!Number.isInteger(inSize) || inSize < 1 || !Number.isInteger(outSize) || outSize < 1) {
+    throw new RangeError(`resize sizes must be positive integers, got ${inSize} -> ${outSize}`);
+  }
+  const matrix = new Int32Array(outSize * inSize);
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale; // the bilinear (triangle) filter's support is 1
+  const inverse = 1 / filterScale;
+  const unit = 2 ** PRECISION_BITS;
+  const weights: number[] = [];
+  for (let out = 0; out < outSize; out++) {
+    const center = (out + 0.5) * scale;
+    // Pillow rounds with a C (int) cast, which truncates toward zero: Math.trunc, not Math.floor.
+    const first = Math.max(Math.trunc(center - support + 0.5), 0);
+    const count = Math.min(Math.trunc(center + support + 0.5), inSize) - first;
+    weights.length = 0;
+    let total = 0;
+    for (let i = 0; i < count; i++) {
+      const w = triangle((i + first - center + 0.5) * inverse);
+      weights.push(w);
+      total += w;
+    }
+    for (let i = 0; i < count; i++) {
+      const normalised = total !== 0 ? weights[i] / total : weights[i];
+      // (int)(0.5 + w * 2^22): w >= 0 here, so truncation is rounding half up.
+      matrix[out * inSize + first + i] = Math.trunc(0.5 + normalised * unit);
+    }
+  }
+  return matrix;
+}
+
+function triangle(x: number): number {
+  const a = Math.abs(x);
+  return a < 1 ? 1 - a : 0;
+}
+
+/** The same matrix transposed, `[inSize, outSize]`, for right-multiplication. */
+export function transposeCoefficients(matrix: Int32Array, inSize: number, outSize: number): Int32Array {
+  const transposed = new Int32Array(matrix.length);
+  for (let out = 0; out < outSize; out++) {
+    for (let i = 0; i < inSize; i++) transposed[i * outSize + out] = matrix[out * inSize + i];
+  }
+  return transposed;
+}
