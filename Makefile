@@ -31,6 +31,20 @@ $(STAMPS)/python: | $(STAMPS)
 	touch $@
 deps-python: $(STAMPS)/python
 
+# pip only downloads the TensorFlow wheel (nothing is installed into Python).
+$(STAMPS)/pip: | $(STAMPS)
+	@if ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip; \
+	fi
+	touch $@
+
+# Native TensorFlow for tfjs-node(-gpu), built from a pinned PyPI wheel (docs/runtime.md). Always runs the script:
+# it checks a marker inside node_modules, so it also notices a manual `npm ci`, and a second run does nothing.
+setup: $(STAMPS)/npm $(STAMPS)/pip
+	PYTHON=$(PYTHON) tools/native/setup-binding.sh cpu
+setup-gpu: $(STAMPS)/npm $(STAMPS)/pip
+	PYTHON=$(PYTHON) tools/native/setup-binding.sh gpu
+
 build: $(STAMPS)/npm
 	npx tsc -p tsconfig.json
 
