@@ -1,0 +1,296 @@
+// Reads an upload's format, pixel size and EXIF orientation from its header, so bad input is refused before decoding.
+
+import { ServiceError } from './errors';
+
+export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'bmp' | 'webp' | 'tiff';
+
+export interface ImageHeader {
+  format: ImageFormat;
+  /** Pixel size as stored (before any EXIF rotation). */
+  width: number;
+  height: number;
+  /** EXIF orientation 1..8 (1: as stored, 6: rotate 90 degrees clockwise to display, ...); 1 when absent. */
+  orientation: number;
+  /** JPEG colour components (1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK); PNG: samples per pixel. */
+  components?: number;
+  /** Bits per sample (JPEG, PNG) or per pixel (BMP). */
+  bitDepth?: number;
+  /** BMP compression field (0: uncompressed BI_RGB). */
+  compression?: number;
+}
+
+/** Formats the service decodes, in the words used in error messages and docs/formats.md. */
+export const ACCEPTED_FORMATS = 'JPEG, PNG, GIF, BMP, WebP or TIFF';
+
+/**
+ * Identifies `bytes` from its signature and reads its header.
+ * @throws ServiceError 400 empty_file, 415 unsupported_format (unknown signature), 422 corrupt_image (the header
+ *   is cut short or inconsistent).
+ */
+export function readImageHeader(bytes: Uint8Array): ImageHeader {
+  if (bytes.length === 0) {
+    throw new ServiceError(400, 'empty_file', 'The uploaded file is empty (0 bytes); send the image file itself in the "image" field.');
+  }
+  const reader = new ByteReader(bytes);
+  const format = sniffFormat(reader);
+  if (format === undefined) {
+    throw new ServiceError(415, 'unsupported_format',
+      `The upload is not an image the service can read${describeKnownNonImage(reader)}; send a ${ACCEPTED_FORMATS} file.`);
+  }
+  const header = PARSERS[format](reader);
+  if (!(header.width > 0 && header.height > 0)) {
+    throw corrupt(format, `its header gives a size of ${header.width}x${header.height} pixels`);
+  }
+  return header;
+}
+
+/**
+ * Refuses images whose pixel count exceeds `maxPixels` (decompression bombs), using only the header.
+ * @throws ServiceError 413 image_too_large
+ */
+export function checkPixelLimit(header: ImageHeader, maxPixels: number): void {
+  const pixels = header.width * header.height;
+  if (pixels > maxPixels) {
+    throw new ServiceError(413, 'image_too_large',
+      `The image is ${header.width}x${header.height} pixels (${megapixels(pixels)} megapixels), over this server's limit of ` +
+      `${megapixels(maxPixels)} megapixels; downscale it before uploading.`);
+  }
+}
+
+function megapixels(pixels: number): string {
+  return (pixels / 1e6).toFixed(1);
+}
+
+export function corrupt(format: ImageFormat, what: string, cause?: unknown): ServiceError {
+  return new ServiceError(422, 'corrupt_image',
+    `The ${FORMAT_NAMES[format]} file is corrupt or truncated: ${what}. Re-export or re-upload the complete image.`, { cause });
+}
+
+const FORMAT_NAMES: Record<ImageFormat, string> = { jpeg: 'JPEG', png: 'PNG', gif: 'GIF', bmp: 'BMP', webp: 'WebP', tiff: 'TIFF' };
+
+/** Bounds-checked big/little-endian reads; reading past the end means the header is cut short. */
+class ByteReader {
+  constructor(readonly bytes: Uint8Array) {}
+
+  has(offset: number, length: number): boolean {
+    return offset >= 0 && offset + length <= this.bytes.length;
+  }
+
+  startsWith(offset: number, signature: readonly number[] | string): boolean {
+    const expected = typeof signature === 'string' ? [...signature].map((c) => c.charCodeAt(0)) : signature;
+    return this.has(offset, expected.length) && expected.every((b, i) => this.bytes[offset + i] === b);
+  }
+
+  u8(offset: number): number | undefined {
+    return this.has(offset, 1) ? this.bytes[offset] : undefined;
+  }
+
+  u16(offset: number, littleEndian: boolean): number | undefined {
+    if (!this.has(offset, 2)) return undefined;
+    const [a, b] = [this.bytes[offset], this.bytes[offset + 1]];
+    return littleEndian ? a | (b << 8) : (a << 8) | b;
+  }
+
+  u24le(offset: number): number | undefined {
+    return this.has(offset, 3) ? this.bytes[offset] | (this.bytes[offset + 1] << 8) | (this.bytes[offset + 2] << 16) : undefined;
+  }
+
+  u32(offset: number, littleEndian: boolean): number | undefined {
+    if (!this.has(offset, 4)) return undefined;
+    return new DataView(this.bytes.buffer, this.bytes.byteOffset + offset, 4).getUint32(0, littleEndian);
+  }
+
+  i32le(offset: number): number | undefined {
+    if (!this.has(offset, 4)) return undefined;
+    return new DataView(this.bytes.buffer, this.bytes.byteOffset + offset, 4).getInt32(0, true);
+  }
+}
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+function sniffFormat(r: ByteReader): ImageFormat | undefined {
+  if (r.startsWith(0, [0xff, 0xd8, 0xff])) return 'jpeg';
+  if (r.startsWith(0, PNG_SIGNATURE)) return 'png';
+  if (r.startsWith(0, 'GIF87a') || r.startsWith(0, 'GIF89a')) return 'gif';
+  if (r.startsWith(0, 'BM')) return 'bmp';
+  if (r.startsWith(0, 'RIFF') && r.startsWith(8, 'WEBP')) return 'webp';
+  if (r.startsWith(0, [0x49, 0x49, 0x2a, 0x00]) || r.startsWith(0, [0x4d, 0x4d, 0x00, 0x2a])) return 'tiff';
+  return undefined;
+}
+
+/** Names a few common non-images so the message tells the user what they actually sent. */
+function describeKnownNonImage(r: ByteReader): string {
+  if (r.startsWith(0, 'PK\x03\x04')) return ' (it is a ZIP archive)';
+  if (r.startsWith(0, '%PDF')) return ' (it is a PDF document)';
+  const head = new TextDecoder().decode(r.bytes.subarray(0, 256)).trimStart().toLowerCase();
+  if (head.startsWith('<!doctype html') || head.startsWith('<html')) return ' (it is an HTML page)';
+  return '';
+}
+
+const PARSERS: Record<ImageFormat, (r: ByteReader) => ImageHeader> = {
+  jpeg: parseJpeg,
+  png: parsePng,
+  gif: parseGif,
+  bmp: parseBmp,
+  webp: parseWebp,
+  tiff: parseTiff,
+};
+
+// Start-of-frame markers: SOF0..SOF15 minus DHT (C4), JPG (C8) and DAC (CC).
+const JPEG_SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]);
+
+function parseJpeg(r: ByteReader): ImageHeader {
+  let orientation = 1;
+  let offset = 2;
+  for (;;) {
+    // Markers are 0xFF then a code; any number of 0xFF fill bytes may precede the code.
+    if (r.u8(offset) !== 0xff) throw corrupt('jpeg', `no marker at byte ${offset} where the header continues`);
+    while (r.u8(offset) === 0xff) offset++;
+    const marker = r.u8(offset);
+    if (marker === undefined) throw corrupt('jpeg', 'the file ends inside its header');
+    offset++;
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) continue; // markers without a length
+    if (marker === 0xd9 || marker === 0xda) throw corrupt('jpeg', 'it has no frame header (SOF) before its image data');
+    const length = r.u16(offset, false);
+    if (length === undefined || length < 2 || !r.has(offset, length)) throw corrupt('jpeg', 'the file ends inside its header');
+    if (JPEG_SOF.has(marker)) {
+      const height = r.u16(offset + 3, false) ?? 0;
+      const width = r.u16(offset + 5, false) ?? 0;
+      return { format: 'jpeg', width, height, orientation, components: r.u8(offset + 7), bitDepth: r.u8(offset + 2) };
+    }
+    if (marker === 0xe1 && r.startsWith(offset + 2, 'Exif\0\0')) {
+      orientation = tiffOrientation(r, offset + 8, offset + length) ?? orientation;
+    }
+    offset += length;
+  }
+}
+
+function parsePng(r: ByteReader): ImageHeader {
+  if (!r.startsWith(12, 'IHDR') || !r.has(16, 13)) throw corrupt('png', 'it does not start with a complete IHDR header chunk');
+  const header: ImageHeader = {
+    format: 'png',
+    width: r.u32(16, false) ?? 0,
+    height: r.u32(20, false) ?? 0,
+    orientation: 1,
+    bitDepth: r.u8(24),
+    components: ({ 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 } as Record<number, number>)[r.u8(25) ?? -1],
+  };
+  // An eXIf chunk (PNG 1.5) must come before the image data: scan the chunks up to the first IDAT.
+  for (let offset = 8; ;) {
+    const length = r.u32(offset, false);
+    if (length === undefined || !r.has(offset + 8, length) || r.startsWith(offset + 4, 'IDAT')) break;
+    if (r.startsWith(offset + 4, 'eXIf')) {
+      header.orientation = tiffOrientation(r, offset + 8, offset + 8 + length) ?? 1;
+      break;
+    }
+    offset += length + 12;
+  }
+  return header;
+}
+
+function parseGif(r: ByteReader): ImageHeader {
+  if (!r.has(6, 4)) throw corrupt('gif', 'the file ends inside its header');
+  return { format: 'gif', width: r.u16(6, true) ?? 0, height: r.u16(8, true) ?? 0, orientation: 1 };
+}
+
+function parseBmp(r: ByteReader): ImageHeader {
+  const dibSize = r.u32(14, true);
+  if (dibSize === 12) {
+    // OS/2 BITMAPCOREHEADER: 16-bit sizes.
+    if (!r.has(14, 12)) throw corrupt('bmp', 'the file ends inside its header');
+    return { format: 'bmp', width: r.u16(18, true) ?? 0, height: r.u16(20, true) ?? 0, orientation: 1, bitDepth: r.u16(24, true), compression: 0 };
+  }
+  if (dibSize === undefined || dibSize < 40 || !r.has(14, 20)) throw corrupt('bmp', 'the file ends inside its header');
+  // A negative height marks a top-down bitmap.
+  return {
+    format: 'bmp',
+    width: r.i32le(18) ?? 0,
+    height: Math.abs(r.i32le(22) ?? 0),
+    orientation: 1,
+    bitDepth: r.u16(28, true),
+    compression: r.u32(30, true),
+  };
+}
+
+function parseWebp(r: ByteReader): ImageHeader {
+  const base = { format: 'webp' as const, orientation: 1 };
+  if (r.startsWith(12, 'VP8 ')) {
+    // Lossy: a 3-byte frame tag, the start code 9d 01 2a, then 14-bit width and height.
+    if (!r.startsWith(23, [0x9d, 0x01, 0x2a])) throw corrupt('webp', 'its VP8 frame header is missing');
+    return { ...base, width: (r.u16(26, true) ?? 0) & 0x3fff, height: (r.u16(28, true) ?? 0) & 0x3fff };
+  }
+  if (r.startsWith(12, 'VP8L')) {
+    // Lossless: signature 0x2f, then width-1 and height-1 as 14-bit fields, little-endian bit order.
+    const bits = r.u32(21, true);
+    if (r.u8(20) !== 0x2f || bits === undefined) throw corrupt('webp', 'its VP8L header is missing');
+    return { ...base, width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
+  }
+  if (r.startsWith(12, 'VP8X')) {
+    const width = r.u24le(24);
+    const height = r.u24le(27);
+    if (width === undefined || height === undefined) throw corrupt('webp', 'the file ends inside its header');
+    return { ...base, width: width + 1, height: height + 1, orientation: webpOrientation(r) };
+  }
+  throw corrupt('webp', 'it has no VP8, VP8L or VP8X chunk');
+}
+
+function webpOrientation(r: ByteReader): number {
+  // RIFF chunks: 4-byte id, 4-byte little-endian size, data padded to an even length.
+  for (let offset = 12; r.has(offset, 8);) {
+    const size = r.u32(offset + 4, true) ?? 0;
+    if (r.startsWith(offset, 'EXIF')) {
+      const start = r.startsWith(offset + 8, 'Exif\0\0') ? offset + 14 : offset + 8;
+      return tiffOrientation(r, start, offset + 8 + size) ?? 1;
+    }
+    offset += 8 + size + (size & 1);
+  }
+  return 1;
+}
+
+function parseTiff(r: ByteReader): ImageHeader {
+  const ifd = readIfd0(r, 0, r.bytes.length);
+  if (ifd === undefined) throw corrupt('tiff', 'its first image directory is missing or cut short');
+  return {
+    format: 'tiff',
+    width: ifd.get(TAG_IMAGE_WIDTH) ?? 0,
+    height: ifd.get(TAG_IMAGE_LENGTH) ?? 0,
+    orientation: validOrientation(ifd.get(TAG_ORIENTATION)) ?? 1,
+  };
+}
+
+const TAG_IMAGE_WIDTH = 0x100;
+const TAG_IMAGE_LENGTH = 0x101;
+const TAG_ORIENTATION = 0x112;
+
+function tiffOrientation(r: ByteReader, start: number, end: number): number | undefined {
+  return validOrientation(readIfd0(r, start, end)?.get(TAG_ORIENTATION));
+}
+
+function validOrientation(value: number | undefined): number | undefined {
+  return value !== undefined && value >= 1 && value <= 8 ? value : undefined;
+}
+
+/**
+ * The single-valued SHORT/LONG entries of the first image directory of a TIFF structure that starts at
+ * `start` (a TIFF file, or the payload of an EXIF block) and must end by `end`; undefined if it is malformed.
+ */
+function readIfd0(r: ByteReader, start: number, end: number): Map<number, number> | undefined {
+  const le = r.startsWith(start, 'II');
+  if (!le && !r.startsWith(start, 'MM')) return undefined;
+  const ifdOffset = r.u32(start + 4, le);
+  if (ifdOffset === undefined) return undefined;
+  const ifd = start + ifdOffset;
+  const count = r.u16(ifd, le);
+  if (count === undefined || ifd + 2 + count * 12 > end) return undefined;
+  const values = new Map<number, number>();
+  for (let i = 0; i < count; i++) {
+    const entry = ifd + 2 + i * 12;
+    const tag = r.u16(entry, le) ?? 0;
+    const type = r.u16(entry + 2, le);
+    // Types 3 (SHORT) and 4 (LONG); a single value is stored in the entry itself, left-aligned.
+    if (r.u32(entry + 4, le) !== 1) continue;
+    const value = type === 3 ? r.u16(entry + 8, le) : type === 4 ? r.u32(entry + 8, le) : undefined;
+    if (value !== undefined) values.set(tag, value);
+  }
+  return values;
+}
