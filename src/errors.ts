@@ -1,4 +1,6 @@
-// The one error type of the service: every failure a client can cause becomes a ServiceError with a status and a code.
+// The one error type of the service and the one middleware that turns every error into the JSON error body.
+import type { Middleware } from 'koa';
+import type { Logger } from './logger';
 
 /** Machine-readable error codes, stable across releases (clients may switch on them). */
 export type ErrorCode =
@@ -21,12 +23,60 @@ export class ServiceError extends Error {
   readonly code: ErrorCode;
   /** Whether the message may be shown to the client; server errors are answered generically. */
   readonly expose: boolean;
+  /** Response headers that belong to the error (Allow for 405, Retry-After for 503). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(status: number, code: ErrorCode, message: string, options: { cause?: unknown; expose?: boolean } = {}) {
+  constructor(
+    status: number,
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; expose?: boolean; headers?: Record<string, string> } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'ServiceError';
     this.status = status;
     this.code = code;
     this.expose = options.expose ?? status < 500;
+    this.headers = options.headers ?? {};
   }
+}
+
+/** The JSON body of every error response. */
+export interface ErrorBody {
+  success: false;
+  error: { code: ErrorCode; message: string };
+}
+
+const INTERNAL_MESSAGE = 'Internal server error; the details are in the server log.';
+
+/**
+ * Outermost middleware: maps a ServiceError to its status and `{"success": false, "error": {code, message}}`;
+ * anything else is a bug, logged in full and answered 500 with a generic message (no stack to the client).
+ */
+export function errorMiddleware(logger: Logger): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      const known = err instanceof ServiceError ? err : undefined;
+      const status = known?.status ?? 500;
+      if (!known || !known.expose) {
+        logger.error('request failed', { method: ctx.method, path: ctx.path, status, error: describe(err) });
+      }
+      ctx.status = status;
+      for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
+      const body: ErrorBody = {
+        success: false,
+        error: { code: known?.code ?? 'internal', message: known?.expose ? known.message : INTERNAL_MESSAGE },
+      };
+      ctx.body = body;
+    }
+  };
+}
+
+/** Full description of an error for the log: stack and the chain of causes. */
+export function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const own = err.stack ?? `${err.name}: ${err.message}`;
+  return err.cause === undefined ? own : `${own}\ncaused by: ${describe(err.cause)}`;
 }

@@ -1,0 +1,102 @@
+// createApp(deps): the Koa application (middleware order and routes); it never listens, so tests drive app.callback().
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Config } from './config';
+import { ServiceError, errorMiddleware } from './errors';
+import type { Logger } from './logger';
+import type { Pipeline } from './pipeline';
+import { healthRoute, type HealthInfo } from './routes/health';
+import { predictRoute } from './routes/predict';
+
+/** What the server needs once the model is loaded and warm. */
+export interface Ready {
+  pipeline: Pipeline;
+  health: HealthInfo;
+}
+
+export type AppConfig = Pick<Config, 'topk' | 'maxUploadBytes' | 'maxInFlight' | 'requestTimeoutMs'>;
+
+export interface AppDeps {
+  config: AppConfig;
+  logger: Logger;
+  /** The loaded model's pipeline; a promise lets the server listen (health 503) while the model loads. */
+  ready: Ready | Promise<Ready>;
+}
+
+/** Shared mutable state of one app: readiness, shutdown and the count of prediction requests held. */
+export class AppState {
+  ready: Ready | undefined;
+  failure: Error | undefined;
+  stopping = false;
+  inFlight = 0;
+}
+
+export interface App {
+  koa: Koa;
+  state: AppState;
+  /** Stop taking predictions: later ones get 503, health reports "stopping", responses close their connection. */
+  beginShutdown(): void;
+}
+
+/** Endpoints and the methods each answers; anything else on these paths is 405 with an Allow header. */
+const ROUTES: Record<string, readonly string[]> = { '/predict': ['POST'], '/health': ['GET', 'HEAD'] };
+
+export function createApp(deps: AppDeps): App {
+  const { logger } = deps;
+  const state = new AppState();
+  Promise.resolve(deps.ready).then(
+    (ready) => {
+      state.ready = ready;
+    },
+    (err: unknown) => {
+      state.failure = err instanceof Error ? err : new Error(String(err));
+    },
+  );
+
+  const router = new Router();
+  router.post('/predict', ...predictRoute({ config: deps.config, state }));
+  router.get('/health', healthRoute(state));
+  for (const [route, methods] of Object.entries(ROUTES)) {
+    router.all(route, (ctx) => {
+      const allow = methods.join(', ');
+      if (ctx.method === 'OPTIONS') {
+        ctx.status = 204;
+        ctx.set('Allow', allow);
+        return;
+      }
+      throw new ServiceError(405, 'method_not_allowed', `${ctx.method} is not allowed on ${route}; use ${allow}.`, { headers: { Allow: allow } });
+    });
+  }
+
+  const koa = new Koa();
+  koa.use(accessLog(logger, state));
+  koa.use(errorMiddleware(logger));
+  koa.use(router.routes());
+  koa.use((ctx) => {
+    throw new ServiceError(404, 'not_found', `No endpoint ${ctx.method} ${ctx.path}; this service answers POST /predict and GET /health.`);
+  });
+  // Errors are answered by errorMiddleware; what still reaches Koa (e.g. a socket error) is only logged.
+  koa.on('error', (err: unknown) => logger.error('koa error', { error: String(err) }));
+
+  return {
+    koa,
+    state,
+    beginShutdown() {
+      state.stopping = true;
+    },
+  };
+}
+
+/** One log line per request, and `Connection: close` once shutting down so keep-alive clients move on. */
+function accessLog(logger: Logger, state: AppState): Koa.Middleware {
+  return async (ctx, next) => {
+    const start = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      if (state.stopping) ctx.set('Connection', 'close');
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      logger.info('request', { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10 });
+    }
+  };
+}

@@ -1,0 +1,147 @@
+// Server configuration: one table of options (flag, env variable, default), parsed and validated at startup.
+import { parseArgs } from 'node:util';
+import { LOG_LEVELS, type LogLevel } from './logger';
+
+export type Device = 'auto' | 'cpu' | 'gpu';
+
+export interface Config {
+  port: number;
+  host: string;
+  modelDir: string;
+  device: Device;
+  /** Predictions per request when the request names no `topk` (lowered to the class count if above it). */
+  topk: number;
+  maxUploadBytes: number;
+  /** Largest decoded image (width x height) accepted; checked from the header before decoding. */
+  maxPixels: number;
+  honourExif: boolean;
+  /** TensorFlow thread pools; undefined leaves the runtime's measured default. */
+  intraOpThreads: number | undefined;
+  interOpThreads: number | undefined;
+  /** Limit for receiving a whole request, and for a prediction to start after it was queued. */
+  requestTimeoutMs: number;
+  /** Prediction requests accepted at once (running, queued or uploading); more are answered 503. */
+  maxInFlight: number;
+  /** Time given to in-flight requests on SIGTERM/SIGINT before connections are cut. */
+  shutdownGraceMs: number;
+  logLevel: LogLevel;
+}
+
+type Kind = { type: 'int'; min: number; max: number } | { type: 'enum'; values: readonly string[] } | { type: 'string' } | { type: 'bool' };
+
+interface OptionSpec {
+  key: keyof Config;
+  flag: string;
+  env: string;
+  kind: Kind;
+  /** Default as the user would type it; undefined means "not set". */
+  default: string | undefined;
+  help: string;
+}
+
+const MAX_PORT = 65535;
+const int = (min: number, max: number = Number.MAX_SAFE_INTEGER): Kind => ({ type: 'int', min, max });
+
+/** Every option of the server, in the order of the usage text and of docs/config.md. */
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', flag: 'port', env: 'PORT', kind: int(0, MAX_PORT), default: '5012', help: 'TCP port to listen on (0 picks a free one)' },
+  { key: 'host', flag: 'host', env: 'HOST', kind: { type: 'string' }, default: '127.0.0.1', help: 'address to listen on; 0.0.0.0 to accept other machines (e.g. in a container)' },
+  { key: 'modelDir', flag: 'model-dir', env: 'MODEL_DIR', kind: { type: 'string' }, default: 'model_tfjs', help: 'folder written by `make convert` (model.json, shards, metadata.json)' },
+  { key: 'device', flag: 'device', env: 'DEVICE', kind: { type: 'enum', values: ['auto', 'cpu', 'gpu'] }, default: 'auto', help: 'TensorFlow binding: gpu, cpu, or auto (GPU when one is usable, else CPU)' },
+  { key: 'topk', flag: 'topk', env: 'TOPK', kind: int(1), default: '3', help: 'predictions per request when the request does not say (`topk` field or query)' },
+  { key: 'maxUploadBytes', flag: 'max-upload-bytes', env: 'MAX_UPLOAD_BYTES', kind: int(1), default: String(20 * 1024 * 1024), help: 'largest accepted upload in bytes (larger: 413 file_too_large)' },
+  { key: 'maxPixels', flag: 'max-pixels', env: 'MAX_PIXELS', kind: int(1), default: '36000000', help: 'largest image in pixels, checked from its header before decoding (larger: 413 image_too_large)' },
+  { key: 'honourExif', flag: 'honour-exif', env: 'HONOUR_EXIF', kind: { type: 'bool' }, default: 'false', help: 'apply the EXIF orientation (PIL and torchvision ignore it, so the default does too)' },
+  { key: 'intraOpThreads', flag: 'intra-op-threads', env: 'TF_NUM_INTRAOP_THREADS', kind: int(0, 1024), default: undefined, help: 'threads inside one TensorFlow op (unset: the runtime default)' },
+  { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(0, 1024), default: undefined, help: 'TensorFlow ops run in parallel (unset: the runtime default)' },
+  { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request, and for a queued prediction to start (then 503 overloaded)' },
+  { key: 'maxInFlight', flag: 'max-in-flight', env: 'MAX_IN_FLIGHT', kind: int(1, 100000), default: '32', help: 'prediction requests held at once (uploading, queued, running); more get 503 overloaded with Retry-After' },
+  { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', kind: int(0), default: '30000', help: 'on SIGTERM/SIGINT, time for accepted requests to finish before connections are cut' },
+  { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', help: 'log lines (JSON on stderr) at this level and above' },
+];
+
+/** A configuration the user must fix; the message says what is wrong and shows the usage. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(`${message}\n\n${usage()}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The result of reading the command line: either a configuration or a request for the usage text. */
+export type ConfigResult = { help: true } | { help: false; config: Config };
+
+/** Reads flags (`--port 5013` or `--port=5013`) over env variables over defaults; throws ConfigError. */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ConfigResult {
+  const parsed = parseFlags(argv);
+  if (parsed.help === true) return { help: true };
+  const config: Record<string, unknown> = {};
+  for (const option of OPTIONS) {
+    const fromFlag = parsed[option.flag];
+    const envValue = env[option.env];
+    const [raw, source] =
+      fromFlag !== undefined
+        ? [String(fromFlag), `--${option.flag}`]
+        : envValue !== undefined && envValue !== ''
+          ? [envValue, `env ${option.env}`]
+          : [option.default, 'default'];
+    config[option.key] = raw === undefined ? undefined : convert(option, raw, source);
+  }
+  return { help: false, config: config as unknown as Config };
+}
+
+function parseFlags(argv: readonly string[]): Record<string, string | boolean | undefined> {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  for (const option of OPTIONS) options[option.flag] = { type: option.kind.type === 'bool' ? 'boolean' : 'string' };
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new ConfigError(`Invalid command line: ${(err as Error).message}`);
+  }
+}
+
+function convert(option: OptionSpec, raw: string, source: string): unknown {
+  const bad = (expected: string): never => {
+    throw new ConfigError(`Invalid value ${JSON.stringify(raw)} for ${source}: expected ${expected}.`);
+  };
+  const kind = option.kind;
+  switch (kind.type) {
+    case 'int': {
+      const value = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+      if (!Number.isSafeInteger(value) || value < kind.min || value > kind.max) {
+        bad(kind.max === Number.MAX_SAFE_INTEGER ? `an integer >= ${kind.min}` : `an integer from ${kind.min} to ${kind.max}`);
+      }
+      return value;
+    }
+    case 'enum':
+      return kind.values.includes(raw) ? raw : bad(`one of ${kind.values.join(', ')}`);
+    case 'bool':
+      if (['true', '1', 'yes'].includes(raw)) return true;
+      return ['false', '0', 'no'].includes(raw) ? false : bad('true or false (1/0, yes/no)');
+    case 'string':
+      return raw.trim() === '' ? bad('a non-empty string') : raw;
+  }
+}
+
+const FIRST_LINE = 'Usage: node dist/src/main.js [options]   (or: make serve, with the same env variables)';
+
+/** Usage text listing every option with its env variable and default. */
+export function usage(): string {
+  const rows = OPTIONS.map((option) => {
+    const flag = option.kind.type === 'bool' ? `--${option.flag}` : `--${option.flag} <${option.kind.type === 'enum' ? option.kind.values.join('|') : option.kind.type === 'int' ? 'n' : 'value'}>`;
+    const fallback = option.default === undefined ? 'unset' : option.default;
+    return `  ${flag.padEnd(34)} env ${option.env.padEnd(24)} default ${fallback}\n      ${option.help}`;
+  });
+  return [FIRST_LINE, '', 'Options (a flag wins over its env variable):', ...rows, '  --help                             show this text'].join('\n');
+}
+
+/** The markdown table of docs/config.md (a test keeps the file equal to it). */
+export function configTableMarkdown(): string {
+  const lines = ['| flag | env variable | default | meaning |', '|---|---|---|---|'];
+  for (const option of OPTIONS) {
+    const fallback = option.default === undefined ? '(unset)' : `\`${option.default}\``;
+    const help = option.help.replace(/\|/g, '\\|');
+    lines.push(`| \`--${option.flag}\` | \`${option.env}\` | ${fallback} | ${help} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,37 @@
+// GET /health: 200 with what is being served once the model is warm; 503 while loading, after a failed load or when stopping.
+import type { Middleware } from 'koa';
+import type { AppState } from '../app';
+
+/** What /health reports about the model and the TensorFlow runtime serving it. */
+export interface HealthInfo {
+  model: {
+    name: string;
+    arch: string;
+    classes: number;
+    /** [height, width] in pixels */
+    input_size: [number, number];
+    labels: 'metadata' | 'indices';
+    demo: boolean;
+    checkpoint_sha256: string;
+  };
+  runtime: { backend: string; device: string; tensorflow: string };
+}
+
+export function healthRoute(state: AppState): Middleware {
+  return (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    if (state.stopping) {
+      ctx.status = 503;
+      ctx.body = { status: 'stopping', message: 'The server is shutting down and takes no new predictions.' };
+    } else if (state.failure) {
+      ctx.status = 503;
+      ctx.body = { status: 'failed', message: 'The model failed to load; the reason is in the server log.' };
+    } else if (!state.ready) {
+      ctx.status = 503;
+      ctx.set('Retry-After', '5');
+      ctx.body = { status: 'loading', message: 'The model is loading and warming up; retry shortly.' };
+    } else {
+      ctx.body = { status: 'ok', ...state.ready.health };
+    }
+  };
+}

@@ -1,0 +1,112 @@
+// POST /predict: admission (ready, not overloaded), multipart upload of field `image`, topk, then the pipeline.
+import multer from '@koa/multer';
+import type { Middleware } from 'koa';
+import type { AppConfig, AppState, Ready } from '../app';
+import { ServiceError } from '../errors';
+import type { Prediction } from '../postprocess';
+
+/** Exactly the original demo's success body. */
+export interface PredictBody {
+  success: true;
+  predictions: Prediction[];
+}
+
+const FIELD = 'image';
+const USAGE_HINT = `send multipart/form-data with the picture as file field "${FIELD}" (curl -F "${FIELD}=@photo.jpg" .../predict)`;
+
+export function predictRoute(deps: { config: AppConfig; state: AppState }): Middleware[] {
+  const { config, state } = deps;
+  const upload = multer({
+    storage: multer.memoryStorage(),
+    // Small caps on everything but the picture: the only other input is `topk`.
+    limits: { fileSize: config.maxUploadBytes, files: 1, fields: 8, fieldSize: 1024, parts: 10 },
+  }).single(FIELD);
+
+  /** Refuses before reading the body when not ready or when too many requests are held already. */
+  const admit: Middleware = async (_ctx, next) => {
+    if (state.stopping) throw new ServiceError(503, 'not_ready', 'The server is shutting down; retry on another instance.', { headers: { 'Retry-After': '5' } });
+    if (!state.ready) {
+      const message = state.failure ? 'The model failed to load; see the server log.' : 'The model is still loading; retry shortly.';
+      throw new ServiceError(503, 'not_ready', message, { headers: { 'Retry-After': '5' } });
+    }
+    if (state.inFlight >= config.maxInFlight) {
+      throw new ServiceError(503, 'overloaded', `The server already holds ${config.maxInFlight} prediction requests; retry after a second.`, { headers: { 'Retry-After': '1' } });
+    }
+    state.inFlight += 1;
+    try {
+      await next();
+    } finally {
+      state.inFlight -= 1;
+    }
+  };
+
+  const receive: Middleware = async (ctx, next) => {
+    try {
+      await upload(ctx, async () => undefined);
+    } catch (err) {
+      throw uploadError(err, config.maxUploadBytes);
+    }
+    await next();
+  };
+
+  const handle: Middleware = async (ctx) => {
+    const ready = state.ready as Ready;
+    const file = ctx.request.file as multer.File | undefined;
+    if (!file) throw new ServiceError(400, 'missing_image', `No file in field "${FIELD}": ${USAGE_HINT}.`);
+    if (file.size === 0) throw new ServiceError(400, 'empty_file', `The file "${file.originalname}" in field "${FIELD}" is empty (0 bytes).`);
+    const fields = (ctx.request as { body?: Record<string, unknown> }).body ?? {};
+    const topk = parseTopk(fields.topk ?? ctx.query.topk, config.topk, ready.pipeline.numClasses);
+
+    // A prediction still queued when the client leaves or the timeout passes is dropped instead of computed.
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new ServiceError(503, 'overloaded', `The prediction did not start within ${config.requestTimeoutMs} ms; retry later.`, { headers: { 'Retry-After': '1' } })),
+      config.requestTimeoutMs,
+    );
+    const onClose = () => {
+      if (!ctx.res.writableEnded) controller.abort(new ServiceError(400, 'bad_request', 'The client closed the connection.'));
+    };
+    ctx.res.once('close', onClose);
+    try {
+      const result = await ready.pipeline.predict(file.buffer, topk, { signal: controller.signal });
+      const body: PredictBody = { success: true, predictions: result.predictions };
+      ctx.body = body;
+    } finally {
+      clearTimeout(timer);
+      ctx.res.off('close', onClose);
+    }
+  };
+
+  return [admit, receive, handle];
+}
+
+/**
+ * `topk` from the form field or the query: an integer from 1 to the class count; absent means the configured
+ * default, lowered to the class count. Anything else is 400 bad_topk rather than silently clamped.
+ */
+export function parseTopk(raw: unknown, fallback: number, classes: number): number {
+  if (raw === undefined || raw === '') return Math.min(fallback, classes);
+  const text = typeof raw === 'string' ? raw.trim() : undefined;
+  const value = text !== undefined && /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < 1 || value > classes) {
+    throw new ServiceError(400, 'bad_topk', `topk must be one integer from 1 to ${classes} (the class count), got ${JSON.stringify(raw)}.`);
+  }
+  return value;
+}
+
+/** Multer and busboy failures are all about the request body: name the limit or the malformation. */
+function uploadError(err: unknown, maxBytes: number): ServiceError {
+  const code = (err as { code?: unknown }).code;
+  const field = (err as { field?: unknown }).field;
+  switch (code) {
+    case 'LIMIT_FILE_SIZE':
+      return new ServiceError(413, 'file_too_large', `The upload is larger than the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES); send a smaller file.`, { cause: err });
+    case 'LIMIT_UNEXPECTED_FILE':
+    case 'LIMIT_FILE_COUNT':
+      return field === FIELD
+        ? new ServiceError(400, 'bad_request', `Send exactly one file in field "${FIELD}".`, { cause: err })
+        : new ServiceError(400, 'bad_request', `Unexpected file field ${JSON.stringify(field)}: ${USAGE_HINT}.`, { cause: err });
+    default:
+      return new ServiceError(400, 'bad_request', `Malformed multipart/form-data body (${(err as Error).message}): ${USAGE_HINT}.`, { cause: err });
+  }
+}
