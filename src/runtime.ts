@@ -1,0 +1,194 @@
+// Loads the one native TensorFlow binding of this process (tfjs-node or tfjs-node-gpu) and reports what it runs on.
+import { spawnSync } from 'child_process';
+import { existsSync } from 'fs';
+import type { NodeJSKernelBackend } from '@tensorflow/tfjs-node/dist/nodejs_kernel_backend';
+
+/** The tfjs-node namespace; tfjs-node-gpu exposes the same API. Import this type, never the package. */
+export type Tf = typeof import('@tensorflow/tfjs-node');
+export type DeviceChoice = 'auto' | 'cpu' | 'gpu';
+export const DEVICE_CHOICES: readonly DeviceChoice[] = ['auto', 'cpu', 'gpu'];
+
+export interface RuntimeInfo {
+  /** npm package of the loaded binding. */
+  binding: string;
+  /** tfjs backend name; 'tensorflow' for both native bindings. */
+  backend: string;
+  /** Where the binding places kernels. */
+  device: 'cpu' | 'gpu';
+  /** TensorFlow device kinds in use, kernels' device first (the binding exposes kinds, not device names). */
+  devices: string[];
+  /** Version of the loaded libtensorflow. */
+  tfVersion: string;
+  tfjsVersion: string;
+  /** Thread pool sizes given to TensorFlow; null leaves TensorFlow's default (one per core). */
+  intraOpThreads: number | null;
+  interOpThreads: number | null;
+}
+
+export interface Runtime {
+  tf: Tf;
+  info: RuntimeInfo;
+}
+
+export interface RuntimeOptions {
+  device: DeviceChoice;
+  intraOpThreads?: number;
+  interOpThreads?: number;
+}
+
+const BINDINGS = { cpu: '@tensorflow/tfjs-node', gpu: '@tensorflow/tfjs-node-gpu' } as const;
+const SETUP_TARGET = { cpu: 'make setup', gpu: 'make setup-gpu' } as const;
+// TensorFlow reads these when the binding creates its eager context, i.e. while the package loads.
+const INTRA_ENV = 'TF_NUM_INTRAOP_THREADS';
+const INTER_ENV = 'TF_NUM_INTEROP_THREADS';
+
+let current: Runtime | null = null;
+
+/**
+ * Loads `@tensorflow/tfjs-node` ('cpu'), `@tensorflow/tfjs-node-gpu` ('gpu'), or for 'auto' the GPU binding when it
+ * is built and sees a CUDA device, else the CPU one. The GPU check runs in a child process so that a failed check
+ * never leaves a second binding in this one. A later call returns the same runtime when compatible, else throws.
+ */
+export function loadRuntime(opts: RuntimeOptions): Runtime {
+  if (!DEVICE_CHOICES.includes(opts.device)) {
+    throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
+  }
+  const intra = threadCount('intraOpThreads', opts.intraOpThreads, INTRA_ENV);
+  const inter = threadCount('interOpThreads', opts.interOpThreads, INTER_ENV);
+  if (current !== null) return reuse(current, opts);
+  for (const kind of ['cpu', 'gpu'] as const) {
+    if (require.cache[safeResolve(BINDINGS[kind]) ?? ''] !== undefined) {
+      throw new Error(`${BINDINGS[kind]} was loaded outside loadRuntime; one TensorFlow binding per process, ` +
+        'so load it only through src/runtime.ts');
+    }
+  }
+
+  let kind: 'cpu' | 'gpu' = 'cpu';
+  if (opts.device === 'gpu') {
+    const why = gpuUnavailableReason();
+    if (why !== null) throw new Error(`device 'gpu' requested but ${why}; use --device cpu or auto to run on the CPU`);
+    kind = 'gpu';
+  } else if (opts.device === 'auto' && gpuUnavailableReason() === null) {
+    kind = 'gpu';
+  }
+  const missing = addonMissing(kind);
+  if (missing !== null) throw new Error(missing);
+
+  if (intra !== null) process.env[INTRA_ENV] = String(intra);
+  if (inter !== null) process.env[INTER_ENV] = String(inter);
+  // The one run-time load of a binding in the project (docs/architecture.md).
+  const tf = require(BINDINGS[kind]) as Tf;
+  const backend = tf.backend() as NodeJSKernelBackend;
+  const onGpu = backend.isUsingGpuDevice;
+  if (kind === 'gpu' && !onGpu) {
+    throw new Error(`device 'gpu' requested but ${BINDINGS.gpu} found no CUDA device when loaded in this process`);
+  }
+  current = {
+    tf,
+    info: {
+      binding: BINDINGS[kind],
+      backend: tf.getBackend(),
+      device: onGpu ? 'gpu' : 'cpu',
+      devices: onGpu ? ['GPU', 'CPU'] : ['CPU'],
+      tfVersion: backend.binding.TF_Version,
+      tfjsVersion: tf.version.tfjs,
+      intraOpThreads: intra,
+      interOpThreads: inter,
+    },
+  };
+  return current;
+}
+
+/** Reads DEVICE from the environment (default 'auto'); the config layer may override it with --device. */
+export function deviceFromEnv(env: NodeJS.ProcessEnv = process.env): DeviceChoice {
+  const value = env.DEVICE ?? 'auto';
+  if (!(DEVICE_CHOICES as readonly string[]).includes(value)) {
+    throw new RangeError(`DEVICE must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return value as DeviceChoice;
+}
+
+function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {
+  const { info } = runtime;
+  const conflicts: string[] = [];
+  if (opts.device !== 'auto' && opts.device !== info.device) {
+    conflicts.push(`device '${opts.device}' (loaded: ${info.binding} on ${info.device})`);
+  }
+  if (opts.intraOpThreads !== undefined && opts.intraOpThreads !== info.intraOpThreads) {
+    conflicts.push(`intraOpThreads ${opts.intraOpThreads} (loaded: ${info.intraOpThreads ?? 'default'})`);
+  }
+  if (opts.interOpThreads !== undefined && opts.interOpThreads !== info.interOpThreads) {
+    conflicts.push(`interOpThreads ${opts.interOpThreads} (loaded: ${info.interOpThreads ?? 'default'})`);
+  }
+  if (conflicts.length > 0) {
+    throw new Error(`TensorFlow is already loaded in this process and cannot change: ${conflicts.join('; ')}. ` +
+      'One binding per process: start a new process for other settings');
+  }
+  return runtime;
+}
+
+/** An explicit option wins; otherwise a value already in the environment is honoured; null is TF's default. */
+function threadCount(name: string, value: number | undefined, envName: string): number | null {
+  if (value === undefined) {
+    const fromEnv = process.env[envName];
+    if (fromEnv === undefined || fromEnv === '') return null;
+    value = Number(fromEnv);
+    name = envName;
+  }
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function safeResolve(id: string): string | null {
+  try {
+    return require.resolve(id);
+  } catch {
+    return null;
+  }
+}
+
+/** Path where the package's index.js will look for its native addon (node-pre-gyp's module_path). */
+function addonPath(kind: 'cpu' | 'gpu'): string | null {
+  const pkgJson = safeResolve(`${BINDINGS[kind]}/package.json`);
+  if (pkgJson === null) return null;
+  const preGyp = require(require.resolve('@mapbox/node-pre-gyp', { paths: [pkgJson] })) as {
+    find(packageJsonPath: string): string;
+  };
+  return preGyp.find(pkgJson);
+}
+
+function addonMissing(kind: 'cpu' | 'gpu'): string | null {
+  const addon = addonPath(kind);
+  if (addon === null) return `${BINDINGS[kind]} is not installed; run \`${SETUP_TARGET[kind]}\``;
+  if (!existsSync(addon)) {
+    return `${BINDINGS[kind]} has no native addon at ${addon}; run \`${SETUP_TARGET[kind]}\` to build it`;
+  }
+  return null;
+}
+
+/** Null when the GPU binding is built and sees a CUDA device; else why not. Loads it in a child process only. */
+function gpuUnavailableReason(): string | null {
+  const missing = addonMissing('gpu');
+  if (missing !== null) return missing;
+  const probe = `const b = require(${JSON.stringify(BINDINGS.gpu)}).backend();` +
+    'process.stdout.write(String(b.isUsingGpuDevice));';
+  const child = spawnSync(process.execPath, ['-e', probe], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0' },
+  });
+  if (child.error !== undefined) return `probing ${BINDINGS.gpu} failed: ${child.error.message}`;
+  if (child.status !== 0) return `${BINDINGS.gpu} failed to load: ${gpuLog(child.stderr)}`;
+  if (child.stdout.trim() === 'true') return null;
+  // TensorFlow logs why it skipped the GPU: missing CUDA libraries, no driver, CUDA_VISIBLE_DEVICES.
+  return `${BINDINGS.gpu} loads but TensorFlow sees no CUDA device (${gpuLog(child.stderr)})`;
+}
+
+/** The lines of TensorFlow's startup log that explain a GPU problem, else its last lines. */
+function gpuLog(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  const relevant = lines.filter((l) => /gpu|cuda|cudnn|driver/i.test(l));
+  return (relevant.length > 0 ? relevant : lines).slice(-3).join(' | ') || 'no log output';
+}
