@@ -53,5 +53,16 @@ test: $(STAMPS)/npm $(STAMPS)/python setup
 	npx tsc -p tsconfig.json --noEmit
 	npx uvu -r tsx/cjs test '\.test\.ts$$'
 
+# Flask for the benchmark's replica of the original server (bench/flask_server.py).
+$(STAMPS)/flask: | $(STAMPS)
+	@if ! $(PYTHON) -c 'import flask' 2>/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-flask; \
+	fi
+	touch $@
+
+# Side by side in one run: ours, the Flask original and plain onnxruntime-node; prints and writes docs/benchmark.md.
+bench: convert build setup $(STAMPS)/python $(STAMPS)/flask
+	npx tsx bench/run.ts --model-dir $(MODEL_DIR) --python $(PYTHON)
+
 clean:
 	rm -rf dist .cache

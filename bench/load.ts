@@ -1,0 +1,154 @@
+// Closed-loop HTTP load over keep-alive connections: N workers each send the next photo as soon as their last answer came.
+import http from 'node:http';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** One photo encoded once as the multipart/form-data body of `POST /predict` (field `image`). */
+export interface Upload {
+  name: string;
+  body: Buffer;
+  contentType: string;
+}
+
+export interface Prediction {
+  label: string;
+  probability: number;
+}
+
+/** Parsed answer of one request; `predictions` is set only for a 200 with the original's JSON shape. */
+export interface Answer {
+  status: number;
+  ms: number;
+  predictions?: Prediction[];
+  error?: string;
+}
+
+export interface LoadResult {
+  concurrency: number;
+  requests: number;
+  errors: number;
+  seconds: number;
+  throughput: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  firstError?: string;
+}
+
+/** Encodes each file with the platform's own FormData encoder, so every server gets byte-identical bodies. */
+export async function loadUploads(files: string[]): Promise<Upload[]> {
+  return Promise.all(
+    files.map(async (file) => {
+      const form = new FormData();
+      form.append('image', new Blob([await readFile(file)]), path.basename(file));
+      const response = new Response(form);
+      return {
+        name: path.basename(file),
+        body: Buffer.from(await response.arrayBuffer()),
+        contentType: response.headers.get('content-type') ?? '',
+      };
+    }),
+  );
+}
+
+/** Checks the original demo's answer shape: `{success: true, predictions: [{label: string, probability: number}]}`. */
+export function parsePredictions(text: string): Prediction[] {
+  const json = JSON.parse(text) as { success?: unknown; predictions?: unknown };
+  const list = json.predictions;
+  const valid =
+    json.success === true &&
+    Array.isArray(list) &&
+    list.length > 0 &&
+    list.every(
+      (p: { label?: unknown; probability?: unknown }) =>
+        typeof p.label === 'string' && typeof p.probability === 'number' && Object.keys(p).length === 2,
+    );
+  if (!valid) throw new Error(`not the original answer shape: ${text.slice(0, 200)}`);
+  return list as Prediction[];
+}
+
+/** Sends one upload and times it from the first byte written to the last byte read, in milliseconds. */
+export function post(url: URL, upload: Upload, agent: http.Agent): Promise<Answer> {
+  return new Promise((resolve) => {
+    const start = process.hrtime.bigint();
+    const ms = () => Number(process.hrtime.bigint() - start) / 1e6;
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': upload.contentType, 'content-length': upload.body.length },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', (err) => resolve({ status: 0, ms: ms(), error: err.message }));
+        res.on('end', () => {
+          const elapsed = ms();
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          if (status !== 200) {
+            resolve({ status, ms: elapsed, error: `HTTP ${status}: ${text.slice(0, 200)}` });
+            return;
+          }
+          try {
+            resolve({ status, ms: elapsed, predictions: parsePredictions(text) });
+          } catch (err) {
+            resolve({ status, ms: elapsed, error: (err as Error).message });
+          }
+        });
+      },
+    );
+    req.on('error', (err) => resolve({ status: 0, ms: ms(), error: err.message }));
+    req.end(upload.body);
+  });
+}
+
+/** Nearest-rank percentile of an ascending list. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/**
+ * Drives `url` with `concurrency` workers until `requests` answers came back or `maxSeconds` passed.
+ * Workers take uploads in one shared round-robin order, so every server sees the same sequence of photos.
+ */
+export async function closedLoop(
+  url: URL,
+  uploads: Upload[],
+  opts: { concurrency: number; requests: number; maxSeconds: number },
+): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
+  const latencies: number[] = [];
+  let next = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const start = process.hrtime.bigint();
+  const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
+  const worker = async () => {
+    while (next < opts.requests && elapsed() < opts.maxSeconds) {
+      const answer = await post(url, uploads[next++ % uploads.length], agent);
+      latencies.push(answer.ms);
+      if (answer.error !== undefined) {
+        errors++;
+        firstError ??= answer.error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  const seconds = elapsed();
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return {
+    concurrency: opts.concurrency,
+    requests: latencies.length,
+    errors,
+    seconds,
+    throughput: latencies.length / seconds,
+    p50: percentile(latencies, 50),
+    p90: percentile(latencies, 90),
+    p99: percentile(latencies, 99),
+    firstError,
+  };
+}

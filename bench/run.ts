@@ -1,0 +1,260 @@
+// Side-by-side benchmark: ours vs the Flask original vs plain onnxruntime-node, one after another in one run.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { closedLoop, loadUploads, post, type Upload } from './load';
+import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
+import { freePort, ServerProcess, type ServerSpec } from './server-process';
+
+const ROOT = path.resolve(__dirname, '..');
+const USAGE = `Usage: npx tsx bench/run.ts [options]
+  --requests <n>       requests per concurrency level (default 210)
+  --concurrency <list> closed-loop connection counts (default 1,4)
+  --max-seconds <n>    time limit per level (default 60)
+  --only <list>        parts to run, of ceiling,ours,flask,ort (default all)
+  --model-dir <dir>    converted model (default model_tfjs)
+  --convert-dir <dir>  where make convert left model.onnx and export.json (default .cache/convert)
+  --images <dir>       photos, *.jpg and *.png (default ../shared/images)
+  --python <path>      interpreter with torch, torchvision and flask (default /usr/bin/python3)
+  --out <file>         markdown report (default docs/benchmark.md)`;
+
+interface Options {
+  requests: number;
+  concurrency: number[];
+  maxSeconds: number;
+  only: Set<string>;
+  modelDir: string;
+  convertDir: string;
+  images: string;
+  python: string;
+  out: string;
+}
+
+class UsageError extends Error {}
+
+function positiveInt(name: string, raw: string): number {
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new UsageError(`--${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+function readOptions(argv: string[]): Options {
+  const string = { type: 'string' } as const;
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      requests: string, concurrency: string, 'max-seconds': string, only: string, 'model-dir': string,
+      'convert-dir': string, images: string, python: string, out: string,
+    },
+  });
+  const parts = ['ceiling', 'ours', 'flask', 'ort'];
+  const only = (values.only ?? parts.join(',')).split(',');
+  const unknown = only.filter((p) => !parts.includes(p));
+  if (unknown.length > 0) throw new UsageError(`--only accepts ${parts.join(', ')}; got ${unknown.join(', ')}`);
+  return {
+    requests: positiveInt('requests', values.requests ?? '210'),
+    concurrency: (values.concurrency ?? '1,4').split(',').map((c) => positiveInt('concurrency', c)),
+    maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '60'),
+    only: new Set(only),
+    modelDir: path.resolve(ROOT, values['model-dir'] ?? 'model_tfjs'),
+    convertDir: path.resolve(ROOT, values['convert-dir'] ?? '.cache/convert'),
+    images: path.resolve(ROOT, values.images ?? '../shared/images'),
+    python: values.python ?? '/usr/bin/python3',
+    out: path.resolve(ROOT, values.out ?? 'docs/benchmark.md'),
+  };
+}
+
+function mustExist(file: string, hint: string): string {
+  if (!existsSync(file)) throw new UsageError(`${path.relative(ROOT, file) || file} not found: ${hint}`);
+  return file;
+}
+
+interface ExportInfo {
+  arch: string;
+  num_classes: number;
+  image_size: number[];
+  checkpoint: { path: string; sha256: string };
+  demo: boolean;
+}
+
+/** What `make convert` exported (architecture, checkpoint), from its export.json. */
+function readExport(convertDir: string): ExportInfo {
+  const file = mustExist(path.join(convertDir, 'export.json'), 'run `make convert` first');
+  return JSON.parse(readFileSync(file, 'utf8')) as ExportInfo;
+}
+
+/** The checkpoint `make convert` exported, checked unchanged since, so Flask serves the same weights. */
+function convertedCheckpoint(exported: ExportInfo): string {
+  const file = path.resolve(ROOT, exported.checkpoint.path);
+  const sha256 = createHash('sha256').update(readFileSync(mustExist(file, 'run `make convert` again'))).digest('hex');
+  if (sha256 !== exported.checkpoint.sha256) {
+    throw new UsageError(`${exported.checkpoint.path} changed since the last \`make convert\`: run \`make convert\` again`);
+  }
+  return file;
+}
+
+interface Contender {
+  key: ServerKey;
+  title: string;
+  spec: (port: number) => ServerSpec;
+  /** True once the server answers as ready. */
+  ready: (base: URL, probe: Upload) => Promise<boolean>;
+}
+
+const predictsOk = async (base: URL, probe: Upload) =>
+  (await post(new URL('/predict', base), probe, new http.Agent())).status === 200;
+
+function contenders(opts: Options, checkpoint: string, logDir: string): Contender[] {
+  const all: Contender[] = [
+    {
+      key: 'ours',
+      title: 'ours (tfjs-node)',
+      spec: (port) => ({
+        command: process.execPath,
+        args: [mustExist(path.join(ROOT, 'dist/src/main.js'), 'run `make build` first'), '--port', String(port),
+          '--host', '127.0.0.1', '--model-dir', opts.modelDir, '--device', 'cpu'],
+        logFile: path.join(logDir, 'ours.log'),
+      }),
+      ready: async (base) => (await fetch(new URL('/health', base))).status === 200,
+    },
+    {
+      key: 'flask',
+      title: 'Flask original (PyTorch)',
+      spec: (port) => ({
+        command: opts.python,
+        args: [path.join(ROOT, 'bench/flask_server.py'), '--checkpoint', checkpoint, '--port', String(port)],
+        logFile: path.join(logDir, 'flask.log'),
+      }),
+      ready: predictsOk,
+    },
+    {
+      key: 'ort',
+      title: 'onnxruntime-node',
+      spec: (port) => ({
+        command: process.execPath,
+        args: [mustExist(path.join(ROOT, 'dist/bench/ort-server.js'), 'run `make build` first'), '--model',
+          path.join(opts.convertDir, 'model.onnx'), '--port', String(port)],
+        logFile: path.join(logDir, 'ort.log'),
+      }),
+      ready: predictsOk,
+    },
+  ];
+  return all.filter((c) => opts.only.has(c.key));
+}
+
+async function runServer(contender: Contender, uploads: Upload[], opts: Options): Promise<ServerRun> {
+  const port = await freePort();
+  const base = new URL(`http://127.0.0.1:${port}`);
+  const server = ServerProcess.start(contender.spec(port));
+  try {
+    await server.waitReady(() => contender.ready(base, uploads[0]), 300);
+    const url = new URL('/predict', base);
+    // The warm-up pass also records every photo's answer for the agreement check.
+    const agent = new http.Agent({ keepAlive: true });
+    const answers: ServerRun['answers'] = new Map();
+    for (const upload of uploads) {
+      const answer = await post(url, upload, agent);
+      answers.set(upload.name, answer.predictions ?? answer.error ?? 'no answer');
+    }
+    agent.destroy();
+    const levels: ServerRun['levels'] = [];
+    for (const concurrency of opts.concurrency) {
+      const cpuBefore = await server.cpuSeconds();
+      const result = await closedLoop(url, uploads, { concurrency, requests: opts.requests, maxSeconds: opts.maxSeconds });
+      const cpuMsPerRequest = ((await server.cpuSeconds()) - cpuBefore) * 1000 / result.requests;
+      levels.push({ ...result, cpuMsPerRequest });
+      console.error(
+        `${contender.title}, concurrency ${concurrency}: ${result.throughput.toFixed(1)} req/s, p50 ${result.p50.toFixed(1)} ms, ` +
+          `${result.errors} errors${result.firstError ? ` (first: ${result.firstError})` : ''}`,
+      );
+    }
+    return { key: contender.key, title: contender.title, levels, peakRssMiB: await server.peakRssMiB(), answers };
+  } finally {
+    await server.stop();
+  }
+}
+
+function measureCeiling(opts: Options, photos: string[]): Ceiling {
+  const script = path.join(ROOT, 'bench/ceiling.ts');
+  const out = execFileSync(
+    process.execPath,
+    ['-r', 'tsx/cjs', script, '--model-dir', opts.modelDir, '--onnx', path.join(opts.convertDir, 'model.onnx'), ...photos],
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  return JSON.parse(out) as Ceiling;
+}
+
+function versions(python: string, backend: string | undefined): string[] {
+  const pkg = (name: string) => (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
+  const py = execFileSync(
+    python,
+    ['-c', 'import importlib.metadata as m, platform, torch; print(f"Python {platform.python_version()}, torch {torch.__version__} ' +
+      '(intra-op threads: {torch.get_num_threads()}), torchvision {m.version(\'torchvision\')}, Flask {m.version(\'flask\')}, ' +
+      'Werkzeug {m.version(\'werkzeug\')}, Pillow {m.version(\'pillow\')}")'],
+    { encoding: 'utf8' },
+  ).trim();
+  return [
+    `Node ${process.versions.node}, @tensorflow/tfjs-node ${pkg('@tensorflow/tfjs-node')}` +
+      `${backend ? ` (${backend})` : ''}, onnxruntime-node ${pkg('onnxruntime-node')}, jimp ${pkg('jimp')}, koa ${pkg('koa')}`,
+    py,
+  ];
+}
+
+async function main(): Promise<void> {
+  const opts = readOptions(process.argv.slice(2));
+  const exported = readExport(opts.convertDir);
+  const checkpoint = opts.only.has('flask') ? convertedCheckpoint(exported) : '';
+  if (opts.only.has('ours') || opts.only.has('ceiling')) mustExist(path.join(opts.modelDir, 'model.json'), 'run `make convert` first');
+  if (opts.only.has('ort') || opts.only.has('ceiling')) mustExist(path.join(opts.convertDir, 'model.onnx'), 'run `make convert` first');
+  const photos = readdirSync(mustExist(opts.images, 'pass --images <dir with the test photos>'))
+    .filter((f) => /\.(jpe?g|png)$/i.test(f))
+    .sort()
+    .map((f) => path.join(opts.images, f));
+  if (photos.length === 0) throw new UsageError(`no .jpg or .png photos in ${opts.images}`);
+  const uploads = await loadUploads(photos);
+  const logDir = path.join(ROOT, '.cache/bench/logs');
+  mkdirSync(logDir, { recursive: true });
+
+  // The ceiling runs first, on a quiet machine, in its own process (it loads the TensorFlow binding).
+  const ceiling = opts.only.has('ceiling') ? measureCeiling(opts, photos) : undefined;
+  const runs: ServerRun[] = [];
+  for (const contender of contenders(opts, checkpoint, logDir)) {
+    console.error(`starting ${contender.title} (log: ${path.relative(ROOT, logDir)}/${contender.key}.log)`);
+    runs.push(await runServer(contender, uploads, opts));
+  }
+
+  const cpus = os.cpus();
+  const info: RunInfo = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    machine: [
+      `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
+        `${os.type()} ${os.release()}`,
+    ],
+    versions: versions(opts.python, ceiling?.backend),
+    model: [
+      `Model: ${exported.arch}, ${exported.num_classes} classes, input ${exported.image_size.join('x')}, ` +
+        `checkpoint \`${exported.checkpoint.path}\`` +
+        (exported.demo
+          ? ' (the untrained demo checkpoint of `make convert`: its probabilities are nearly uniform, so tiny preprocessing ' +
+            'differences can swap the top-1 class)'
+          : ''),
+    ],
+    photos: photos.length,
+    requestsPerLevel: opts.requests,
+    maxSeconds: opts.maxSeconds,
+    command: ['npx tsx bench/run.ts', ...process.argv.slice(2)].join(' '),
+  };
+  const report = renderReport(info, runs, ceiling, uploads.map((u) => u.name));
+  process.stdout.write(report);
+  writeFileSync(opts.out, report);
+  console.error(`written to ${path.relative(ROOT, opts.out)}`);
+}
+
+main().catch((err: Error) => {
+  console.error(err instanceof UsageError ? `${err.message}\n\n${USAGE}` : err.stack ?? err.message);
+  process.exit(1);
+});
