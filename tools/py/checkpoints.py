@@ -1,0 +1,138 @@
+"""Checkpoint reading: every form users save, loaded without running pickled code unless they trust the file."""
+
+import hashlib
+import inspect
+import pickle
+from collections import OrderedDict
+
+from export_errors import UserError
+
+# torch.save's legacy (pre-1.6) format opens with a pickled magic number; the zip format holds <name>/data.pkl.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+# DataParallel/DistributedDataParallel and torch.compile wrap the model and prefix every key.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_checkpoint_file(path):
+    """Refuses a missing, unreadable or non-PyTorch file before torch is imported (cheap, clear errors)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint not found: {path} (pass CHECKPOINT=path/to/best.pth)") from None
+    except IsADirectoryError:
+        raise UserError(f"checkpoint is a directory, not a file: {path}") from None
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    if head.startswith(_LEGACY_MAGIC) or _first_zip_entry(head).endswith("data.pkl"):
+        return
+    raise UserError(f"not a PyTorch checkpoint: {path} (expected a file written by torch.save)")
+
+
+def _first_zip_entry(head):
+    """The name in a zip's first local file header (torch.save writes <name>/data.pkl first), or ""."""
+    if len(head) < 30 or not head.startswith(b"PK\x03\x04"):
+        return ""
+    name_length = int.from_bytes(head[26:28], "little")
+    return head[30:30 + name_length].decode("utf-8", "replace")
+
+
+def _torch_load(path, trust):
+    import torch
+
+    safe_supported = "weights_only" in inspect.signature(torch.load).parameters
+    if not trust and not safe_supported:
+        raise UserError(f"torch {torch.__version__} cannot load checkpoints safely (no weights_only); "
+                        f"pass --trust-checkpoint if you trust {path}")
+    kwargs = {"map_location": "cpu"}
+    if safe_supported:
+        kwargs["weights_only"] = not trust
+    try:
+        return torch.load(path, **kwargs)
+    except pickle.UnpicklingError as e:
+        if trust:
+            raise UserError(f"corrupt checkpoint {path}: {_first_line(e)}") from None
+        # torch names the first object it refused, e.g. "Unsupported class torchvision.models.resnet.ResNet".
+        reason = _first_line(e).split("WeightsUnpickler error: ")[-1]
+        raise UserError(f"checkpoint {path} holds pickled Python objects ({reason}); loading it runs code from "
+                        f"the file: pass --trust-checkpoint only if you trust its source, or re-save it with "
+                        f"torch.save(model.state_dict(), path)") from None
+    except (ModuleNotFoundError, AttributeError) as e:
+        raise UserError(f"checkpoint {path} needs Python code that is not installed ({_first_line(e)}); "
+                        f"re-save it with torch.save(model.state_dict(), path)") from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as e:
+        raise UserError(f"corrupt or truncated checkpoint {path}: {_first_line(e) or type(e).__name__}") from None
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _is_state_dict(obj):
+    import torch
+
+    return isinstance(obj, dict) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip_prefixes(state_dict):
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state_dict):
+                state_dict = OrderedDict((k[len(prefix):], v) for k, v in state_dict.items())
+                changed = True
+    return state_dict
+
+
+def _find_state_dict(obj, path):
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict(), ""
+    if _is_state_dict(obj):
+        return obj, ""
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, torch.nn.Module):
+                return inner.state_dict(), f"['{key}']"
+            if _is_state_dict(inner):
+                return inner, f"['{key}']"
+        keys = ", ".join(repr(k) for k in list(obj)[:8])
+        raise UserError(f"no state dict in checkpoint {path}: its top-level keys are {keys}; expected "
+                        f"'state_dict', 'model_state_dict', 'model' or a bare state dict of tensors")
+    raise UserError(f"no state dict in checkpoint {path}: it holds a {type(obj).__name__}; expected a dict "
+                    f"of tensors, a dict with 'state_dict', 'model_state_dict' or 'model', or an nn.Module")
+
+
+def _class_to_idx(obj, path):
+    value = obj.get("class_to_idx") if isinstance(obj, dict) else getattr(obj, "class_to_idx", None)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in value.items()):
+        raise UserError(f"class_to_idx in checkpoint {path} is not a {{folder name: index}} dict")
+    return dict(value)
+
+
+def read_checkpoint(path, trust=False):
+    """Loads a checkpoint file on the CPU.
+
+    Returns (state_dict, class_to_idx or None, where): `where` names the key the state dict came from
+    ("['state_dict']", "" for a bare one), with wrapper prefixes such as `module.` already stripped.
+    """
+    check_checkpoint_file(path)
+    obj = _torch_load(path, trust)
+    state_dict, where = _find_state_dict(obj, path)
+    return _strip_prefixes(state_dict), _class_to_idx(obj, path), where
