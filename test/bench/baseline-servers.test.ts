@@ -1,0 +1,97 @@
+// Smoke test of the benchmark's baselines: the Flask replica and the onnxruntime-node server answer as the original did.
+import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadUploads, post, type Upload } from '../../bench/load';
+import { freePort, ServerProcess } from '../../bench/server-process';
+
+const ROOT = path.resolve(__dirname, '../..');
+const PHOTO = path.resolve(ROOT, '../shared/images/p01-sunset.jpg');
+const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+
+interface Running {
+  server: ServerProcess;
+  url: URL;
+}
+
+const test = suite<{ dir: string; upload: Upload; flask?: Running; ort?: Running }>('bench baselines', {
+  dir: '',
+  upload: { name: '', body: Buffer.alloc(0), contentType: '' },
+});
+
+async function start(command: string, args: string[], name: string, dir: string, upload: Upload): Promise<Running> {
+  const port = await freePort();
+  const url = new URL(`http://127.0.0.1:${port}/predict`);
+  const server = ServerProcess.start({ command, args: [...args, '--port', String(port)], logFile: path.join(dir, `${name}.log`) });
+  await server.waitReady(async () => (await post(url, upload, new http.Agent())).status === 200, 60);
+  return { server, url };
+}
+
+/** Raw POST without a file, to see what each server says to a request that forgot the `image` field. */
+async function postWithoutImage(url: URL): Promise<{ status: number; json: unknown }> {
+  const response = await fetch(url, { method: 'POST', body: new FormData() });
+  return { status: response.status, json: await response.json() };
+}
+
+/** The original's exact answer: `{success: true, predictions: [3 x {label: "<index>", probability}]}`, sorted. */
+function assertOriginalShape(json: unknown): { label: string; probability: number }[] {
+  const answer = json as { success: unknown; predictions: { label: string; probability: number }[] };
+  assert.equal(Object.keys(answer).sort(), ['predictions', 'success']);
+  assert.is(answer.success, true);
+  assert.is(answer.predictions.length, 3);
+  for (const p of answer.predictions) {
+    assert.equal(Object.keys(p).sort(), ['label', 'probability']);
+    assert.match(p.label, /^\d+$/);
+    assert.ok(Number(p.label) < 102, `label ${p.label} is not a class index of the 102-class head`);
+    assert.ok(p.probability > 0 && p.probability <= 1, `probability ${p.probability} outside (0, 1]`);
+  }
+  const probabilities = answer.predictions.map((p) => p.probability);
+  assert.equal(probabilities, [...probabilities].sort((a, b) => b - a), 'predictions are not in descending order');
+  return answer.predictions;
+}
+
+test.before(async (ctx) => {
+  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
+  execFileSync(PYTHON, [path.join(ROOT, 'bench/fixture_model.py'), ctx.dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  [ctx.upload] = await loadUploads([PHOTO]);
+  [ctx.flask, ctx.ort] = await Promise.all([
+    start(PYTHON, [path.join(ROOT, 'bench/flask_server.py'), '--checkpoint', path.join(ctx.dir, 'best.pth')], 'flask', ctx.dir, ctx.upload),
+    start(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'bench/ort-server.ts'), '--model', path.join(ctx.dir, 'model.onnx')], 'ort', ctx.dir, ctx.upload),
+  ]);
+});
+
+test.after(async (ctx) => {
+  await Promise.all([ctx.flask?.server.stop(), ctx.ort?.server.stop()]);
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+test('both answer a photo with the original JSON shape and the same top-1 class of the same weights', async (ctx) => {
+  const answers = [];
+  for (const running of [ctx.flask, ctx.ort]) {
+    const response = await fetch(running!.url, {
+      method: 'POST',
+      headers: { 'content-type': ctx.upload.contentType },
+      body: ctx.upload.body,
+    });
+    assert.is(response.status, 200);
+    answers.push(assertOriginalShape(await response.json()));
+  }
+  const [flask, ort] = answers;
+  assert.is(ort[0].label, flask[0].label);
+  assert.ok(Math.abs(ort[0].probability - flask[0].probability) < 0.01, `top-1 ${ort[0].probability} vs ${flask[0].probability}`);
+});
+
+test('a request without an image: Flask replica answers {"success": false} as the original, ort a 400 that says why', async (ctx) => {
+  const flask = await postWithoutImage(ctx.flask!.url);
+  assert.is(flask.status, 200);
+  assert.equal(flask.json, { success: false });
+  const ort = await postWithoutImage(ctx.ort!.url);
+  assert.is(ort.status, 400);
+  assert.match((ort.json as { error: { message: string } }).error.message, /multipart\/form-data field "image"/);
+});
+
+test.run();
