@@ -34,7 +34,7 @@ export class AppState {
 export interface App {
   koa: Koa;
   state: AppState;
-  /** Stop taking predictions: later ones get 503, health reports "stopping", responses close their connection. */
+  /** Health reports "stopping" (503) and every response closes its connection; requests already sent are served. */
   beginShutdown(): void;
 }
 

@@ -256,6 +256,10 @@ export function validateMetadata(value: unknown, file: string): ModelMetadata {
     if (typeof entry.sha256 !== 'string' || !SHA256.test(entry.sha256)) fail(`files entry ${String(p)} needs a hex "sha256"`);
   }
   if (typeof m.arch !== 'string') fail('arch must be a string');
+  const source = (m.source ?? {}) as Record<string, unknown>;
+  if (typeof source.checkpoint !== 'string' || typeof source.sha256 !== 'string' || typeof source.demo !== 'boolean') {
+    fail('source must be {checkpoint, sha256, demo}');
+  }
   return m as unknown as ModelMetadata;
 }
 

@@ -1,10 +1,12 @@
 // The whole prediction without HTTP: decode -> preprocess -> infer -> postprocess, one image at a time.
 import type { Tensor3D, Tensor4D } from '@tensorflow/tfjs-node';
-import type { Model } from './model';
+import { decodeImage } from './decode';
+import { Model } from './model';
 import { topPredictions, type Prediction } from './postprocess';
+import { createPreprocessor } from './preprocess';
 import type { Tf } from './runtime';
 
-/** What the decode stage hands on: RGB pixels uint8 [H, W, 3] (the caller disposes) and what the file was. */
+/** What the decode stage hands on: RGB pixels [H, W, 3] valued 0..255 (the caller disposes) and what the file was. */
 export interface DecodedImage {
   pixels: Tensor3D;
   format: string;
@@ -17,7 +19,7 @@ export interface PipelineDeps {
   model: Model;
   /** bytes -> RGB pixels; throws ServiceError (415/422/413) for what it refuses. Options are already bound. */
   decode: (bytes: Uint8Array) => DecodedImage | Promise<DecodedImage>;
-  /** uint8 [H, W, 3] of any size -> normalised float32 [h, w, 3] at the model's input size (a new tensor). */
+  /** RGB [H, W, 3] (0..255) of any size -> normalised float32 [h, w, 3] at the model's input size (a new tensor). */
   preprocess: (pixels: Tensor3D) => Tensor3D;
 }
 
@@ -81,6 +83,23 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       });
     },
   };
+}
+
+/**
+ * Loads and warms the model in `modelDir` (Model.load) and wires the project's decoder and PIL-exact preprocessor
+ * to it: the same pipeline the server runs, for use without HTTP (end-to-end tests, scripts).
+ */
+export async function loadPipeline(
+  tf: Tf,
+  modelDir: string,
+  options: { maxPixels: number; honourExif: boolean },
+): Promise<{ pipeline: Pipeline; model: Model }> {
+  const model = await Model.load(tf, modelDir);
+  const { height, width } = model.inputSize;
+  const { mean, std } = model.metadata;
+  const preprocess = createPreprocessor(tf, { height, width, mean, std });
+  const pipeline = createPipeline({ tf, model, decode: (bytes) => decodeImage(tf, bytes, options), preprocess });
+  return { pipeline, model };
 }
 
 /** Runs async jobs strictly one after another, yielding to the event loop between them. */

@@ -1,6 +1,8 @@
 // GET /health: 200 with what is being served once the model is warm; 503 while loading, after a failed load or when stopping.
+import path from 'node:path';
 import type { Middleware } from 'koa';
 import type { AppState } from '../app';
+import type { Model } from '../model';
 
 /** What /health reports about the model and the TensorFlow runtime serving it. */
 export interface HealthInfo {
@@ -33,5 +35,22 @@ export function healthRoute(state: AppState): Middleware {
     } else {
       ctx.body = { status: 'ok', ...state.ready.health };
     }
+  };
+}
+
+/** The /health description of a loaded model and of the runtime that serves it. */
+export function healthInfo(model: Model, runtime: HealthInfo['runtime']): HealthInfo {
+  const meta = model.metadata;
+  return {
+    model: {
+      name: path.basename(meta.source.checkpoint),
+      arch: meta.arch,
+      classes: meta.num_classes,
+      input_size: [meta.image_size[0], meta.image_size[1]],
+      labels: meta.labels ? 'metadata' : 'indices',
+      demo: meta.source.demo,
+      checkpoint_sha256: meta.source.sha256,
+    },
+    runtime,
   };
 }

@@ -22,9 +22,11 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
     limits: { fileSize: config.maxUploadBytes, files: 1, fields: 8, fieldSize: 1024, parts: 10 },
   }).single(FIELD);
 
-  /** Refuses before reading the body when not ready or when too many requests are held already. */
+  /**
+   * Refuses before reading the body when not ready or when too many requests are held already. Requests that
+   * reach the server while it shuts down are still served: the listener is closed, so they were accepted.
+   */
   const admit: Middleware = async (_ctx, next) => {
-    if (state.stopping) throw new ServiceError(503, 'not_ready', 'The server is shutting down; retry on another instance.', { headers: { 'Retry-After': '5' } });
     if (!state.ready) {
       const message = state.failure ? 'The model failed to load; see the server log.' : 'The model is still loading; retry shortly.';
       throw new ServiceError(503, 'not_ready', message, { headers: { 'Retry-After': '5' } });
