@@ -32,6 +32,8 @@ export interface LoadResult {
   p50: number;
   p90: number;
   p99: number;
+  /** CPU time of this load-generating process per request (it shares the machine with the server). */
+  clientCpuMsPerRequest: number;
   firstError?: string;
 }
 
@@ -124,6 +126,7 @@ export async function closedLoop(
   let next = 0;
   let errors = 0;
   let firstError: string | undefined;
+  const cpuBefore = process.cpuUsage();
   const start = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
   const worker = async () => {
@@ -138,6 +141,7 @@ export async function closedLoop(
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
   const seconds = elapsed();
+  const cpu = process.cpuUsage(cpuBefore);
   agent.destroy();
   latencies.sort((a, b) => a - b);
   return {
@@ -149,6 +153,7 @@ export async function closedLoop(
     p50: percentile(latencies, 50),
     p90: percentile(latencies, 90),
     p99: percentile(latencies, 99),
+    clientCpuMsPerRequest: (cpu.user + cpu.system) / 1000 / latencies.length,
     firstError,
   };
 }

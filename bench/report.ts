@@ -10,6 +10,8 @@ export interface ServerRun {
   peakRssMiB: number;
   /** Top-3 answer per photo name, from the warm-up pass. */
   answers: Map<string, Prediction[] | string>;
+  /** What the server said about itself, for the setup list. */
+  description?: string;
 }
 
 /** Per-image costs measured outside any server, in milliseconds (means over the photo set, medians of repeats). */
@@ -52,6 +54,15 @@ function loadTable(runs: ServerRun[]): string[] {
     }
   }
   return lines;
+}
+
+function clientCpuLine(runs: ServerRun[]): string {
+  const perRequest = runs.flatMap((r) => r.levels.map((l) => l.clientCpuMsPerRequest));
+  if (perRequest.length === 0) return '';
+  return (
+    `The load generator (\`bench/load.ts\`: node:http keep-alive connections, multipart bodies encoded once) used ` +
+    `${fixed(Math.min(...perRequest), 2)} to ${fixed(Math.max(...perRequest), 2)} ms of CPU per request, taken from the same 2 cores.`
+  );
 }
 
 function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
@@ -117,12 +128,16 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '',
     ...info.machine.map((m) => `- ${m}`),
     ...info.versions.map((v) => `- ${v}`),
+    ...runs.flatMap((r) => (r.description ? [`- ${r.description}`] : [])),
     ...info.model.map((m) => `- ${m}`),
     `- Load: closed loop (each of N connections sends its next request as soon as the previous answer arrived), ` +
       `${info.requestsPerLevel} requests per level or ${info.maxSeconds} s, whichever comes first, over the ${info.photos} photos ` +
       'of `shared/images/` (JPEG and PNG, 254 to 3264 px wide) in the same round-robin order for every server, ' +
       'after one warm-up pass over all photos.',
-    '- Servers run one at a time; the load generator runs in the same machine and shares its 2 cores.',
+    '- Servers run one at a time, each on a free port, with its output in `.cache/bench/logs/`. The load generator is a',
+    '  small closed loop on `node:http` (`bench/load.ts`) rather than autocannon: it sends 35 different multipart bodies in',
+    '  a fixed order and checks every answer\'s JSON, which autocannon would need per-request hooks and a new dependency',
+    '  for; its own CPU cost is reported under the table.',
     '',
     '## Results',
     '',
@@ -130,7 +145,10 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '',
     '"server CPU ms/req": user + system CPU time of the server process (and its children) over the level, per request;',
     'more than the latency means the server used more than one core for a request. "ours req/s ÷ this" above 1x means',
-    'ours is ahead. Errors are non-200 answers or answers without the original JSON shape.',
+    'ours is ahead. Errors are non-200 answers or answers without the original JSON shape. Peak RSS is the kernel\'s',
+    'high-water mark (VmHWM) of the server process at the end of its run.',
+    '',
+    clientCpuLine(runs),
     '',
     '## Ceiling: what the CPU can do per image',
     '',

@@ -103,12 +103,27 @@ interface Contender {
   spec: (port: number) => ServerSpec;
   /** True once the server answers as ready. */
   ready: (base: URL, probe: Upload) => Promise<boolean>;
+  /** Checks a ready server against the converted model and describes what it runs, for the report. */
+  inspect?: (base: URL) => Promise<string>;
+}
+
+/** Our /health: the runtime it reports, and proof that it serves the checkpoint make convert exported. */
+async function inspectOurs(base: URL, exported: ExportInfo): Promise<string> {
+  const health = (await (await fetch(new URL('/health', base))).json()) as {
+    model: { checkpoint_sha256: string };
+    runtime: { backend: string; device: string; tensorflow: string };
+  };
+  if (health.model.checkpoint_sha256 !== exported.checkpoint.sha256) {
+    throw new UsageError('the model in --model-dir was not converted from the checkpoint in .cache/convert/export.json: run `make convert`');
+  }
+  const { backend, device, tensorflow } = health.runtime;
+  return `ours, from its /health: backend ${backend} on ${device}, TensorFlow ${tensorflow}`;
 }
 
 const predictsOk = async (base: URL, probe: Upload) =>
   (await post(new URL('/predict', base), probe, new http.Agent())).status === 200;
 
-function contenders(opts: Options, checkpoint: string, logDir: string): Contender[] {
+function contenders(opts: Options, exported: ExportInfo, checkpoint: string, logDir: string): Contender[] {
   const all: Contender[] = [
     {
       key: 'ours',
@@ -120,6 +135,7 @@ function contenders(opts: Options, checkpoint: string, logDir: string): Contende
         logFile: path.join(logDir, 'ours.log'),
       }),
       ready: async (base) => (await fetch(new URL('/health', base))).status === 200,
+      inspect: (base) => inspectOurs(base, exported),
     },
     {
       key: 'flask',
@@ -152,6 +168,7 @@ async function runServer(contender: Contender, uploads: Upload[], opts: Options)
   const server = ServerProcess.start(contender.spec(port));
   try {
     await server.waitReady(() => contender.ready(base, uploads[0]), 300);
+    const description = await contender.inspect?.(base);
     const url = new URL('/predict', base);
     // The warm-up pass also records every photo's answer for the agreement check.
     const agent = new http.Agent({ keepAlive: true });
@@ -172,7 +189,7 @@ async function runServer(contender: Contender, uploads: Upload[], opts: Options)
           `${result.errors} errors${result.firstError ? ` (first: ${result.firstError})` : ''}`,
       );
     }
-    return { key: contender.key, title: contender.title, levels, peakRssMiB: await server.peakRssMiB(), answers };
+    return { key: contender.key, title: contender.title, levels, peakRssMiB: await server.peakRssMiB(), answers, description };
   } finally {
     await server.stop();
   }
@@ -222,7 +239,7 @@ async function main(): Promise<void> {
   // The ceiling runs first, on a quiet machine, in its own process (it loads the TensorFlow binding).
   const ceiling = opts.only.has('ceiling') ? measureCeiling(opts, photos) : undefined;
   const runs: ServerRun[] = [];
-  for (const contender of contenders(opts, checkpoint, logDir)) {
+  for (const contender of contenders(opts, exported, checkpoint, logDir)) {
     console.error(`starting ${contender.title} (log: ${path.relative(ROOT, logDir)}/${contender.key}.log)`);
     runs.push(await runServer(contender, uploads, opts));
   }
