@@ -1,5 +1,8 @@
 """Rebuilds a torchvision classifier around a state dict: class count and head form come from the checkpoint."""
 
+import difflib
+import warnings
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -26,15 +29,19 @@ class _MetaParameters(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _construct(arch, state_dict, shapes_only=False):
+def _construct(arch, state_dict, num_classes=None, shapes_only=False):
     kwargs = {"weights": None}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
     if arch in _AUX_PREFIXES:
         kwargs["aux_logits"] = any(k.startswith(_AUX_PREFIXES[arch]) for k in state_dict)
         # The weights are overwritten by the checkpoint; skipping torchvision's init also silences its warning.
         kwargs["init_weights"] = False
     if not shapes_only:
         return models.get_model(arch, **kwargs)
-    with _MetaParameters():
+    with warnings.catch_warnings(), _MetaParameters():
+        # Constructors warn about their own internals (e.g. swin's meshgrid): noise for a shapes-only build.
+        warnings.simplefilter("ignore")
         return models.get_model(arch, **kwargs)
 
 
@@ -48,37 +55,32 @@ def _head_name(model):
     raise UserError("cannot find a classifier layer (Linear or Conv2d) in this architecture")
 
 
-def _new_layer(template, weight, has_bias):
-    """A layer like `template` (the arch's own head) with the checkpoint's output count."""
-    if isinstance(template, nn.Linear):
-        return nn.Linear(template.in_features, weight.shape[0], bias=has_bias)
-    return nn.Conv2d(template.in_channels, weight.shape[0], template.kernel_size, template.stride,
-                     template.padding, bias=has_bias)
+def _head_form(head, state_dict):
+    """The checkpoint's head under the arch's head name: ("plain" | "sequential", num_classes), or None.
 
-
-def _fit_head(model, head, state_dict):
-    """Replaces the arch's head by the checkpoint's: `fc.weight` (plain) or `fc.0.weight` (Sequential(Linear)).
-
-    Returns (num_classes, head form) or None when the checkpoint has no recognisable head for this arch.
+    `fc.weight` is a plain layer; `fc.0.weight` alone is the original demo's Sequential(Linear).
     """
-    parent_name, _, attr = head.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    template = getattr(parent, attr)
     layers = sorted({k[len(head) + 1:].split(".")[0] for k in state_dict if k.startswith(head + ".")})
     if f"{head}.weight" in state_dict:
-        weight, prefix = state_dict[f"{head}.weight"], head
-    elif layers == ["0"] and f"{head}.0.weight" in state_dict:
-        weight, prefix = state_dict[f"{head}.0.weight"], f"{head}.0"
-    elif len(layers) > 1 and all(layer.isdigit() for layer in layers):
-        raise UserError(f"the checkpoint's head {head} has several layers ({', '.join(head + '.' + n for n in layers)}):"
-                        f" the state dict does not record the activations between them, so it cannot be rebuilt;"
-                        f" only a single Linear head ({head}.weight or {head}.0.weight) is supported")
-    else:
-        return None
-    layer = _new_layer(template, weight, f"{prefix}.bias" in state_dict)
-    setattr(parent, attr, layer if prefix == head else nn.Sequential(layer))
-    form = f"{type(layer).__name__}" if prefix == head else f"Sequential({type(layer).__name__})"
-    return weight.shape[0], f"{head}: {form}"
+        return "plain", state_dict[f"{head}.weight"].shape[0]
+    if layers == ["0"] and f"{head}.0.weight" in state_dict:
+        return "sequential", state_dict[f"{head}.0.weight"].shape[0]
+    if len(layers) > 1 and all(layer.isdigit() for layer in layers):
+        names = ", ".join(f"{head}.{n}" for n in layers)
+        raise UserError(f"the checkpoint's head {head} has several layers ({names}): a state dict does not record "
+                        f"the activations between them, so it cannot be rebuilt; only a single-layer head "
+                        f"({head}.weight or {head}.0.weight) is supported")
+    return None
+
+
+def _build(arch, state_dict, head, form, shapes_only=False):
+    """The arch with the checkpoint's class count (aux heads included) and its head wrapped as saved."""
+    model = _construct(arch, state_dict, form[1] if form else None, shapes_only)
+    if form and form[0] == "sequential":
+        parent_name, _, attr = head.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, nn.Sequential(getattr(parent, attr)))
+    return model
 
 
 def _mismatches(model, state_dict, skip_prefix=None):
@@ -97,8 +99,8 @@ def _mismatches(model, state_dict, skip_prefix=None):
 
 def _describe(missing, unexpected, shapes):
     parts = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch (checkpoint vs arch)",
-                                                                                shapes)):
+    for label, items in (("missing", missing), ("unexpected", unexpected),
+                         ("shape mismatch (checkpoint vs arch)", shapes)):
         if items:
             more = f", ... {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
             parts.append(f"{len(items)} {label}: {', '.join(items[:_SHOWN])}{more}")
@@ -106,12 +108,12 @@ def _describe(missing, unexpected, shapes):
 
 
 def _suggest(arch, state_dict):
-    """The archs whose layers (head aside) fit the checkpoint: cheap, as they are built on the meta device."""
+    """The archs whose layers fit the checkpoint, heads aside: cheap, as they are built on the meta device."""
     fitting = []
     for candidate in classification_archs():
         if candidate != arch:
             model = _construct(candidate, state_dict, shapes_only=True)
-            if not any(_mismatches(model, state_dict, _head_name(model) + ".")):
+            if not any(_mismatches(model, state_dict, skip_prefix=_head_name(model) + ".")):
                 fitting.append(candidate)
     if fitting:
         return "it fits --arch " + " or --arch ".join(fitting)
@@ -119,23 +121,28 @@ def _suggest(arch, state_dict):
 
 
 def build_model(arch, state_dict):
-    """Builds `arch` with the checkpoint's head and loads the state dict strictly.
+    """Builds `arch` with the checkpoint's head and class count and loads the state dict strictly.
 
     Returns (model in eval mode, num_classes, head description such as "fc: Sequential(Linear)").
     """
-    if arch not in classification_archs():
-        raise UserError(f"unknown --arch {arch!r}; torchvision classification models: "
-                        + ", ".join(classification_archs()))
-    model = _construct(arch, state_dict)
-    head = _head_name(model)
-    fitted = _fit_head(model, head, state_dict)
-    missing, unexpected, shapes = _mismatches(model, state_dict)
+    archs = classification_archs()
+    if arch not in archs:
+        close = difflib.get_close_matches(arch, archs, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UserError(f"unknown --arch {arch!r}; {hint}torchvision classification models: {', '.join(archs)}")
+    # Shapes-only builds check the fit first: a wrong --arch then costs no weight initialisation.
+    head = _head_name(_construct(arch, state_dict, shapes_only=True))
+    form = _head_form(head, state_dict)
+    missing, unexpected, shapes = _mismatches(_build(arch, state_dict, head, form, shapes_only=True), state_dict)
     if missing or unexpected or shapes:
         raise UserError(f"the checkpoint does not fit --arch {arch}: {_describe(missing, unexpected, shapes)}; "
                         f"{_suggest(arch, state_dict)}")
+    model = _build(arch, state_dict, head, form)
     state_dict = dict(state_dict)
     for key, value in model.state_dict().items():
         if key.endswith("num_batches_tracked"):
             state_dict.setdefault(key, value)
     model.load_state_dict(state_dict, strict=True)
-    return model.eval(), fitted[0], fitted[1]
+    kind, num_classes = form
+    layer = type(model.get_submodule(head if kind == "plain" else f"{head}.0")).__name__
+    return model.eval(), num_classes, f"{head}: {layer if kind == 'plain' else f'Sequential({layer})'}"
