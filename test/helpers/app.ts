@@ -1,0 +1,156 @@
+// Test fixtures for the service: a tiny but real TF.js graph model on disk, an app on an ephemeral port, HTTP helpers.
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { ModelMetadata } from '../../src/model';
+import type { Logger, LogFields } from '../../src/logger';
+
+export interface TinyModelOptions {
+  classes?: number;
+  height?: number;
+  width?: number;
+  labels?: string[] | null;
+}
+
+/** Weights of the tiny model: logits = mean over H and W of the normalised input (3 values) @ w + b. */
+export interface TinyWeights {
+  w: Float32Array; // [3, C], row-major
+  b: Float32Array; // [C]
+}
+
+export function tinyWeights(classes: number): TinyWeights {
+  // Distinct, fixed values so that different colours rank classes differently.
+  const w = Float32Array.from({ length: 3 * classes }, (_, i) => Math.sin(1.7 * i + 0.3) * 2);
+  const b = Float32Array.from({ length: classes }, (_, i) => Math.cos(0.9 * i) * 0.1);
+  return { w, b };
+}
+
+const shape = (dims: number[]) => ({ dim: dims.map((d) => ({ size: String(d) })) });
+
+/**
+ * Writes model.json (graph model: Placeholder -> Mean(H, W) -> MatMul -> BiasAdd), one weight shard and
+ * metadata.json with sizes and sha256, as `make convert` lays out model_tfjs/. Returns the folder.
+ */
+export function writeTinyModel(dir: string, options: TinyModelOptions = {}): { dir: string; metadata: ModelMetadata; weights: TinyWeights } {
+  const classes = options.classes ?? 5;
+  const height = options.height ?? 8;
+  const width = options.width ?? 8;
+  const weights = tinyWeights(classes);
+  mkdirSync(dir, { recursive: true });
+  const float = { type: 'DT_FLOAT' };
+  const modelJson = {
+    format: 'graph-model',
+    generatedBy: 'test/helpers/app.ts',
+    convertedBy: 'test/helpers/app.ts',
+    modelTopology: {
+      node: [
+        { name: 'input', op: 'Placeholder', attr: { dtype: float, shape: { shape: shape([-1, height, width, 3]) } } },
+        { name: 'axes', op: 'Const', attr: { dtype: { type: 'DT_INT32' }, value: { tensor: { dtype: 'DT_INT32', tensorShape: shape([2]) } } } },
+        { name: 'mean', op: 'Mean', input: ['input', 'axes'], attr: { T: float, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } },
+        { name: 'w', op: 'Const', attr: { dtype: float, value: { tensor: { dtype: 'DT_FLOAT', tensorShape: shape([3, classes]) } } } },
+        { name: 'matmul', op: 'MatMul', input: ['mean', 'w'], attr: { T: float, transpose_a: { b: false }, transpose_b: { b: false } } },
+        { name: 'b', op: 'Const', attr: { dtype: float, value: { tensor: { dtype: 'DT_FLOAT', tensorShape: shape([classes]) } } } },
+        { name: 'logits', op: 'BiasAdd', input: ['matmul', 'b'], attr: { T: float, data_format: { s: Buffer.from('NHWC').toString('base64') } } },
+      ],
+      library: {},
+      versions: { producer: 1 },
+    },
+    signature: {
+      inputs: { input: { name: 'input:0', dtype: 'DT_FLOAT', tensorShape: shape([-1, height, width, 3]) } },
+      outputs: { logits: { name: 'logits:0', dtype: 'DT_FLOAT', tensorShape: shape([-1, classes]) } },
+    },
+    weightsManifest: [
+      {
+        paths: ['group1-shard1of1.bin'],
+        weights: [
+          { name: 'axes', shape: [2], dtype: 'int32' },
+          { name: 'w', shape: [3, classes], dtype: 'float32' },
+          { name: 'b', shape: [classes], dtype: 'float32' },
+        ],
+      },
+    ],
+  };
+  const shard = Buffer.concat([Buffer.from(Int32Array.from([1, 2]).buffer), Buffer.from(weights.w.buffer), Buffer.from(weights.b.buffer)]);
+  const modelBytes = Buffer.from(JSON.stringify(modelJson));
+  writeFileSync(path.join(dir, 'model.json'), modelBytes);
+  writeFileSync(path.join(dir, 'group1-shard1of1.bin'), shard);
+  const entry = (p: string, bytes: Buffer) => ({ path: p, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+  const metadata: ModelMetadata = {
+    schema: 1,
+    converter: 'test tiny model',
+    arch: 'tiny-mean-linear',
+    input: { name: 'input', dtype: 'float32', layout: 'NHWC', shape: [-1, height, width, 3] },
+    output: { name: 'logits', shape: [-1, classes] },
+    image_size: [height, width],
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    num_classes: classes,
+    labels: options.labels ?? null,
+    source: { checkpoint: 'tiny.pth', sha256: '0'.repeat(64), demo: false },
+    files: [entry('model.json', modelBytes), entry('group1-shard1of1.bin', shard)],
+  };
+  writeMetadata(dir, metadata);
+  return { dir, metadata, weights };
+}
+
+export function writeMetadata(dir: string, metadata: unknown): void {
+  writeFileSync(path.join(dir, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`);
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+}
+
+/** A logger that keeps its lines for assertions instead of printing them. */
+export function memoryLogger(): Logger & { lines: { level: string; msg: string; fields: LogFields }[] } {
+  const lines: { level: string; msg: string; fields: LogFields }[] = [];
+  const at = (level: string) => (msg: string, fields: LogFields = {}) => {
+    lines.push({ level, msg, fields });
+  };
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** Serves `handler` on 127.0.0.1 at an ephemeral port. */
+export async function serve(handler: http.RequestListener): Promise<{ url: string; server: http.Server; close(): Promise<void> }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((err) => (err ? reject(err) : resolve()));
+      }),
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+/** POSTs `bytes` as multipart field `field` (default "image"); extra form fields and a query string are optional. */
+export async function postImage(
+  url: string,
+  bytes: Uint8Array | undefined,
+  options: { field?: string; filename?: string; fields?: Record<string, string>; query?: string } = {},
+): Promise<Reply> {
+  const form = new FormData();
+  if (bytes !== undefined) form.append(options.field ?? 'image', new Blob([bytes]), options.filename ?? 'upload.jpg');
+  for (const [name, value] of Object.entries(options.fields ?? {})) form.append(name, value);
+  const response = await fetch(`${url}/predict${options.query ?? ''}`, { method: 'POST', body: form });
+  return { status: response.status, headers: response.headers, body: await response.json() };
+}
+
+/** Any request; the body is parsed as JSON when there is one. */
+export async function request(url: string, init: RequestInit = {}): Promise<Reply> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
