@@ -56,6 +56,22 @@ function loadTable(runs: ServerRun[]): string[] {
   return lines;
 }
 
+function summarySection(runs: ServerRun[]): string[] {
+  const ours = runs.find((r) => r.key === 'ours');
+  const others = runs.filter((r) => r.key !== 'ours');
+  if (!ours || others.length === 0) return ['Ours and at least one baseline must run for a comparison.'];
+  return ours.levels.map((mine) => {
+    const parts = others.flatMap((other) => {
+      const theirs = other.levels.find((l) => l.concurrency === mine.concurrency);
+      return theirs
+        ? [`${fixed(mine.throughput / theirs.throughput, 2)}x the throughput of ${other.title} ` +
+            `(p50 latency ${fixed(mine.p50 / theirs.p50, 2)}x theirs)`]
+        : [];
+    });
+    return `- Concurrency ${mine.concurrency}: ours serves ${parts.join('; ')}.`;
+  });
+}
+
 function clientCpuLine(runs: ServerRun[]): string {
   const perRequest = runs.flatMap((r) => r.levels.map((l) => l.clientCpuMsPerRequest));
   if (perRequest.length === 0) return '';
@@ -138,6 +154,10 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '  small closed loop on `node:http` (`bench/load.ts`) rather than autocannon: it sends 35 different multipart bodies in',
     '  a fixed order and checks every answer\'s JSON, which autocannon would need per-request hooks and a new dependency',
     '  for; its own CPU cost is reported under the table.',
+    '',
+    '## Summary',
+    '',
+    ...summarySection(runs),
     '',
     '## Results',
     '',

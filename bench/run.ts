@@ -12,7 +12,7 @@ import { freePort, ServerProcess, type ServerSpec } from './server-process';
 
 const ROOT = path.resolve(__dirname, '..');
 const USAGE = `Usage: npx tsx bench/run.ts [options]
-  --requests <n>       requests per concurrency level (default 210)
+  --requests <n>       requests per concurrency level (default 350)
   --concurrency <list> closed-loop connection counts (default 1,4)
   --max-seconds <n>    time limit per level (default 60)
   --only <list>        parts to run, of ceiling,ours,flask,ort (default all)
@@ -43,20 +43,22 @@ function positiveInt(name: string, raw: string): number {
 
 function readOptions(argv: string[]): Options {
   const string = { type: 'string' } as const;
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      requests: string, concurrency: string, 'max-seconds': string, only: string, 'model-dir': string,
-      'convert-dir': string, images: string, python: string, out: string,
-    },
-  });
+  const options = {
+    requests: string, concurrency: string, 'max-seconds': string, only: string, 'model-dir': string,
+    'convert-dir': string, images: string, python: string, out: string,
+  };
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
+  try {
+    ({ values } = parseArgs({ args: argv, strict: true, options }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const parts = ['ceiling', 'ours', 'flask', 'ort'];
   const only = (values.only ?? parts.join(',')).split(',');
   const unknown = only.filter((p) => !parts.includes(p));
   if (unknown.length > 0) throw new UsageError(`--only accepts ${parts.join(', ')}; got ${unknown.join(', ')}`);
   return {
-    requests: positiveInt('requests', values.requests ?? '210'),
+    requests: positiveInt('requests', values.requests ?? '350'),
     concurrency: (values.concurrency ?? '1,4').split(',').map((c) => positiveInt('concurrency', c)),
     maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '60'),
     only: new Set(only),
