@@ -49,6 +49,31 @@ setup-gpu: setup
 build: $(STAMPS)/npm
 	npx tsc -p tsconfig.json
 
+# Conversion: checkpoint -> .cache/convert/{model.onnx, export.json, reference} -> MODEL_DIR (docs/architecture.md).
+# CLASS_TO_IDX=file.json maps class folders to indices for a cat_to_name.json LABELS; TRUST_CHECKPOINT=1 allows
+# checkpoints that need full unpickling (pickled modules run code from the file).
+CLASS_TO_IDX ?=
+TRUST_CHECKPOINT ?=
+CONVERT_DIR := .cache/convert
+DEMO_CHECKPOINT := .cache/demo/best.pth
+# With no CHECKPOINT given and no best.pth, convert the seeded untrained demo model so a fresh clone can serve.
+ifeq ($(origin CHECKPOINT),file)
+ifeq ($(wildcard $(CHECKPOINT)),)
+CONVERT_DEMO := 1
+endif
+endif
+
+$(DEMO_CHECKPOINT): tools/demo_checkpoint.py | $(STAMPS)/python
+	$(PYTHON) tools/demo_checkpoint.py --out $@
+
+convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKPOINT))
+	$(PYTHON) tools/export_onnx.py --checkpoint '$(if $(CONVERT_DEMO),$(DEMO_CHECKPOINT),$(CHECKPOINT))' \
+	  --arch '$(ARCH)' --image-size '$(IMAGE_SIZE)' $(if $(LABELS),--labels '$(LABELS)') \
+	  $(if $(CLASS_TO_IDX),--class-to-idx '$(CLASS_TO_IDX)') $(if $(TRUST_CHECKPOINT),--trust-checkpoint) \
+	  $(if $(CONVERT_DEMO),--demo) --out $(CONVERT_DIR)
+	npx tsx tools/onnx2tfjs/cli.ts $(CONVERT_DIR)/model.onnx --export-info $(CONVERT_DIR)/export.json \
+	  --reference $(CONVERT_DIR)/reference.json --out '$(MODEL_DIR)'
+
 # The test command README gives: type-check, then every uvu suite on the native backend.
 test: $(STAMPS)/npm $(STAMPS)/python setup
 	npx tsc -p tsconfig.json --noEmit
