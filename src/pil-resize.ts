@@ -6,6 +6,10 @@
 // image); weights are normalised to sum 1 in double precision and then turned into integers with 22 fractional
 // bits (PRECISION_BITS = 32 - 8 - 2, rounding half away from zero); a pass accumulates in int32 from 2^21
 // (rounding) and keeps (sum >> 22) clipped to 0..255. Horizontal pass first, then vertical, each rounding to 8 bits.
+// As tf ops each pass is one int32 matrix product with a dense coefficient matrix: exact, since every sum fits in
+// int32 (255 * 2^22 < 2^31), so the result is bit-identical to Pillow's.
+import type { Tensor2D, Tensor3D } from '@tensorflow/tfjs-node';
+import type { Tf } from './runtime';
 
 /** Fractional bits of Pillow's fixed-point coefficients. */
 export const PRECISION_BITS = 22;
@@ -60,4 +64,59 @@ export function transposeCoefficients(matrix: Int32Array, inSize: number, outSiz
     for (let i = 0; i < inSize; i++) transposed[i * outSize + out] = matrix[out * inSize + i];
   }
   return transposed;
+}
+
+/** Both passes' coefficients for one (source size, target size) pair. */
+export interface ResizeWeights {
+  srcHeight: number;
+  srcWidth: number;
+  height: number;
+  width: number;
+  /** Vertical pass, `[height, srcHeight]`; undefined when the height does not change (Pillow skips the pass). */
+  rows?: Int32Array;
+  /** Horizontal pass, transposed: `[srcWidth, width]`; undefined when the width does not change. */
+  columns?: Int32Array;
+}
+
+export function resizeWeights(srcHeight: number, srcWidth: number, height: number, width: number): ResizeWeights {
+  return {
+    srcHeight,
+    srcWidth,
+    height,
+    width,
+    rows: srcHeight === height ? undefined : bilinearCoefficients(srcHeight, height),
+    columns: srcWidth === width ? undefined : transposeCoefficients(bilinearCoefficients(srcWidth, width), srcWidth, width),
+  };
+}
+
+/**
+ * Pillow's bilinear resize of RGB pixels int32 `[srcHeight, srcWidth, 3]` (values 0..255) to int32
+ * `[height, width, 3]`, bit-identical to `Image.resize((width, height), Image.BILINEAR)`. Returns a new tensor.
+ */
+export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeights): Tensor3D {
+  const [srcHeight, srcWidth, channels] = pixels.shape;
+  if (srcHeight !== weights.srcHeight || srcWidth !== weights.srcWidth || channels !== 3 || pixels.dtype !== 'int32') {
+    throw new RangeError(
+      `resize expects int32 [${weights.srcHeight}, ${weights.srcWidth}, 3] pixels, got ${pixels.dtype} [${pixels.shape.join(', ')}]`);
+  }
+  const { height, width, rows, columns } = weights;
+  return tf.tidy(() => {
+    // Channel-major rows so that each pass is a plain 2-D product over the resized axis.
+    let planes = tf.transpose(pixels, [2, 0, 1]).reshape([3 * srcHeight, srcWidth]) as Tensor2D;
+    if (columns) {
+      planes = roundPass(tf, tf.matMul(planes, tf.tensor2d(columns, [srcWidth, width], 'int32')));
+    }
+    // [3, srcHeight, width] -> [srcHeight, 3 * width]: the vertical pass multiplies from the left.
+    let lines = tf.transpose(planes.reshape([3, srcHeight, width]), [1, 0, 2]).reshape([srcHeight, 3 * width]) as Tensor2D;
+    if (rows) {
+      lines = roundPass(tf, tf.matMul(tf.tensor2d(rows, [height, srcHeight], 'int32'), lines));
+    }
+    return tf.transpose(lines.reshape([height, 3, width]), [0, 2, 1]) as Tensor3D;
+  });
+}
+
+/** Pillow's clip8: (sum + 2^21) >> 22, clipped to 0..255. */
+function roundPass(tf: Tf, sums: Tensor2D): Tensor2D {
+  const shifted = tf.floorDiv(tf.add(sums, tf.scalar(2 ** (PRECISION_BITS - 1), 'int32')), tf.scalar(2 ** PRECISION_BITS, 'int32'));
+  return tf.clipByValue(shifted, 0, 255) as Tensor2D;
 }

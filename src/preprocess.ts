@@ -1,0 +1,71 @@
+// Stage 2: RGB pixels -> the model's input, torchvision's Resize((H, W)) + ToTensor + Normalize(mean, std) in tf ops.
+import type { Tensor3D } from '@tensorflow/tfjs-node';
+import { resizeBilinearPil, resizeWeights, type ResizeWeights } from './pil-resize';
+import type { Tf } from './runtime';
+
+export interface PreprocessOptions {
+  /** Model input size in pixels. */
+  height: number;
+  width: number;
+  /** Per-channel RGB mean and standard deviation on the 0..1 scale (as given to torchvision's Normalize). */
+  mean: number[];
+  std: number[];
+  /** How many source sizes keep their resize weights (least recently used dropped first); default 64. */
+  cacheSize?: number;
+}
+
+/**
+ * Returns a function from RGB pixels int32 `[h, w, 3]` (0..255, any size) to the normalised float32 NHWC image
+ * `[height, width, 3]`: ((PIL-bilinear-resized / 255) - mean) / std. The result is a new tensor; the input is not
+ * disposed. Resize weights are computed once per source size and kept as plain arrays (no tensors are cached).
+ */
+export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Tensor3D) => Tensor3D {
+  const { height, width, mean, std } = opts;
+  if (!(Number.isInteger(height) && height > 0 && Number.isInteger(width) && width > 0)) {
+    throw new RangeError(`input size must be positive integers, got ${height}x${width}`);
+  }
+  if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s > 0))) {
+    throw new RangeError(`mean and std need 3 values each, std positive; got mean [${mean}] std [${std}]`);
+  }
+  const cache = new LruCache<string, ResizeWeights>(opts.cacheSize ?? 64);
+  const weightsFor = (srcHeight: number, srcWidth: number): ResizeWeights => {
+    const key = `${srcHeight}x${srcWidth}`;
+    const cached = cache.get(key);
+    if (cached) return cached;
+    const weights = resizeWeights(srcHeight, srcWidth, height, width);
+    cache.set(key, weights);
+    return weights;
+  };
+  return (pixels) =>
+    tf.tidy(() => {
+      const resized = resizeBilinearPil(tf, pixels, weightsFor(pixels.shape[0], pixels.shape[1]));
+      // Same float32 operations, in the same order, as ToTensor (x / 255) and Normalize ((x - mean) / std).
+      const scaled = tf.div(tf.cast(resized, 'float32'), 255);
+      return tf.div(tf.sub(scaled, tf.tensor1d(mean, 'float32')), tf.tensor1d(std, 'float32')) as Tensor3D;
+    });
+}
+
+/** A Map that forgets its least recently used entry beyond `capacity`. */
+class LruCache<K, V> {
+  private readonly entries = new Map<K, V>();
+
+  constructor(private readonly capacity: number) {
+    if (!(Number.isInteger(capacity) && capacity > 0)) throw new RangeError(`cache size must be a positive integer, got ${capacity}`);
+  }
+
+  get(key: K): V | undefined {
+    const value = this.entries.get(key);
+    if (value !== undefined) {
+      // Re-insert: a Map iterates in insertion order, so the first key is the least recently used.
+      this.entries.delete(key);
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: K, value: V): void {
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as K);
+  }
+}
