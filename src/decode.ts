@@ -1,0 +1,161 @@
+// Stage 1: upload bytes -> RGB pixels, as PIL's Image.open + convert('RGB') gives them; bad input refused from its header.
+import { readFileSync } from 'node:fs';
+import type { Tensor3D } from '@tensorflow/tfjs-node';
+import decodeWebpWasm, { init as initWebpWasm } from '@jsquash/webp/decode';
+import { Jimp } from 'jimp';
+import { checkPixelLimit, corrupt, readImageHeader, type ImageFormat, type ImageHeader } from './image-header';
+import type { Tf } from './runtime';
+
+export interface DecodeOptions {
+  /** Largest accepted width x height, checked from the header before any pixel is allocated. */
+  maxPixels: number;
+  /** Apply the EXIF orientation (PIL and torchvision ignore it, so the default is false). */
+  honourExif: boolean;
+}
+
+export interface DecodedImage {
+  /** RGB pixels int32 [H, W, 3] with values 0..255 (tfjs has no uint8 dtype); the caller disposes it. */
+  pixels: Tensor3D;
+  format: ImageFormat;
+  /** Size of `pixels` (after the EXIF rotation when honoured). */
+  width: number;
+  height: number;
+}
+
+/**
+ * Decodes an upload to RGB: grayscale replicated, alpha dropped without compositing, palette expanded, first
+ * frame of an animation (see docs/formats.md for every format and mode).
+ * @throws ServiceError 400 empty_file, 415 unsupported_format, 413 image_too_large, 422 corrupt_image
+ */
+export async function decodeImage(tf: Tf, bytes: Uint8Array, opts: DecodeOptions): Promise<DecodedImage> {
+  const header = readImageHeader(bytes);
+  checkPixelLimit(header, opts.maxPixels);
+  const stored = await DECODERS[header.format](tf, bytes, header);
+  const pixels = opts.honourExif && header.orientation !== 1 ? orient(tf, stored, header.orientation) : stored;
+  const [height, width] = pixels.shape;
+  return { pixels, format: header.format, width, height };
+}
+
+type Decoder = (tf: Tf, bytes: Uint8Array, header: ImageHeader) => Tensor3D | Promise<Tensor3D>;
+
+const DECODERS: Record<ImageFormat, Decoder> = {
+  // Accurate integer DCT and fancy chroma upsampling: libjpeg's defaults, which PIL uses.
+  jpeg: (tf, bytes) => viaTensorflow('jpeg', () => tf.node.decodeJpeg(bytes, 3, 1, true, false, 1, 'INTEGER_ACCURATE')),
+  // libpng expands palettes and gray to RGB and strips alpha; 16-bit samples keep their high byte.
+  png: (tf, bytes) => viaTensorflow('png', () => tf.node.decodePng(bytes, 3)),
+  gif: (tf, bytes) => viaTensorflow('gif', () => tf.tidy(() => tf.node.decodeGif(firstGifFrame(bytes)).squeeze([0]) as Tensor3D)),
+  // TensorFlow reads uncompressed 24/32-bit bitmaps only; jimp handles palettes, 16-bit and RLE.
+  bmp: (tf, bytes, header) =>
+    (header.bitDepth === 24 || header.bitDepth === 32) && header.compression === 0
+      ? viaTensorflow('bmp', () => tf.node.decodeBmp(bytes, 3))
+      : viaJimp(tf, bytes, 'bmp'),
+  tiff: (tf, bytes) => viaJimp(tf, bytes, 'tiff'),
+  webp: decodeWebp,
+};
+
+function viaTensorflow(format: ImageFormat, decode: () => Tensor3D): Tensor3D {
+  try {
+    return decode();
+  } catch (err) {
+    throw corrupt(format, `the decoder stopped (${tensorflowReason(err)})`, err);
+  }
+}
+
+/** TensorFlow's status text is "Invalid TF_Status: 3\nMessage: <reason>\n<details>": keep the reason. */
+function tensorflowReason(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const match = /Message: ([^\n]*)/.exec(text);
+  return (match ? match[1] : text.split('\n')[0]).trim();
+}
+
+async function viaJimp(tf: Tf, bytes: Uint8Array, format: ImageFormat): Promise<Tensor3D> {
+  let bitmap: { width: number; height: number; data: Uint8Array };
+  try {
+    ({ bitmap } = await Jimp.fromBuffer(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
+  } catch (err) {
+    throw corrupt(format, `the decoder stopped (${err instanceof Error ? err.message : String(err)})`, err);
+  }
+  return rgbaToRgb(tf, bitmap.data, bitmap.width, bitmap.height);
+}
+
+// The project's lib settings (ES2022, no DOM) leave out the WebAssembly global; this is the one call used.
+declare const WebAssembly: { compile(bytes: Uint8Array): Promise<object> };
+
+let webpReady: Promise<void> | undefined;
+
+async function decodeWebp(tf: Tf, bytes: Uint8Array): Promise<Tensor3D> {
+  // The typings omit init's first parameter, the compiled module; in Node the .wasm must be handed over this way.
+  const init = initWebpWasm as unknown as (module: object) => Promise<void>;
+  webpReady ??= WebAssembly.compile(readFileSync(require.resolve('@jsquash/webp/codec/dec/webp_dec.wasm'))).then(init);
+  await webpReady;
+  let image: { width: number; height: number; data: Uint8ClampedArray };
+  try {
+    image = await decodeWebpWasm(bytes.slice().buffer);
+  } catch (err) {
+    throw corrupt('webp', 'libwebp could not decode it', err);
+  }
+  return rgbaToRgb(tf, image.data, image.width, image.height);
+}
+
+/** RGBA bytes -> int32 [H, W, 3], alpha dropped as PIL's convert('RGB') does (no compositing). */
+function rgbaToRgb(tf: Tf, rgba: ArrayLike<number>, width: number, height: number): Tensor3D {
+  const rgb = new Int32Array(width * height * 3);
+  for (let src = 0, dst = 0; dst < rgb.length; src += 4, dst += 3) {
+    rgb[dst] = rgba[src];
+    rgb[dst + 1] = rgba[src + 1];
+    rgb[dst + 2] = rgba[src + 2];
+  }
+  return tf.tensor3d(rgb, [height, width, 3], 'int32');
+}
+
+/**
+ * The GIF cut after its first image (plus the trailer), so TensorFlow, which decodes every frame, allocates one
+ * frame only: an animation of many frames under the pixel limit is otherwise a bomb of its own.
+ */
+export function firstGifFrame(bytes: Uint8Array): Uint8Array {
+  const truncated = (): never => {
+    throw corrupt('gif', 'the file ends before its first image is complete');
+  };
+  const at = (offset: number): number => (offset < bytes.length ? bytes[offset] : truncated());
+  // Colour table size from a packed flags byte: 3 * 2^(n + 1) bytes when bit 7 is set.
+  const colourTable = (flags: number): number => (flags & 0x80 ? 3 * 2 ** ((flags & 0x07) + 1) : 0);
+  const skipSubBlocks = (offset: number): number => {
+    while (at(offset) !== 0) offset += at(offset) + 1;
+    return offset + 1;
+  };
+  let offset = 13 + colourTable(at(10));
+  for (;;) {
+    const block = at(offset);
+    if (block === 0x21) {
+      offset = skipSubBlocks(offset + 2); // extension: introducer, label, data sub-blocks
+    } else if (block === 0x2c) {
+      offset += 10 + colourTable(at(offset + 9)); // image descriptor and local colour table
+      const end = skipSubBlocks(offset + 1); // LZW minimum code size, then the image data
+      const single = new Uint8Array(end + 1);
+      single.set(bytes.subarray(0, end));
+      single[end] = 0x3b; // trailer
+      return single;
+    } else {
+      throw corrupt('gif', `unexpected block 0x${block.toString(16)} before its first image`);
+    }
+  }
+}
+
+/** Applies EXIF orientation 2..8 as PIL's ImageOps.exif_transpose does; disposes `pixels`. */
+function orient(tf: Tf, pixels: Tensor3D, orientation: number): Tensor3D {
+  const swap = (x: Tensor3D): Tensor3D => tf.transpose(x, [1, 0, 2]);
+  const steps: Record<number, (x: Tensor3D) => Tensor3D> = {
+    2: (x) => tf.reverse(x, 1), // mirror left-right
+    3: (x) => tf.reverse(x, [0, 1]), // rotate 180
+    4: (x) => tf.reverse(x, 0), // mirror top-bottom
+    5: (x) => swap(x), // transpose
+    6: (x) => tf.reverse(swap(x), 1), // rotate 90 clockwise
+    7: (x) => tf.reverse(swap(x), [0, 1]), // transverse
+    8: (x) => tf.reverse(swap(x), 0), // rotate 90 counter-clockwise
+  };
+  try {
+    return tf.tidy(() => steps[orientation](pixels));
+  } finally {
+    pixels.dispose();
+  }
+}
