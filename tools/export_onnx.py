@@ -56,10 +56,14 @@ def parse_args(argv):
 
 
 def open_staging(out):
-    """A temp folder inside `out`: outputs appear in `out` only once all are written."""
+    """A temp folder inside `out`: outputs appear in `out` only once all are written.
+
+    Returns (staging folder, whether `out` was created here and so should go if the export fails).
+    """
+    created = not os.path.isdir(out)
     try:
         os.makedirs(out, exist_ok=True)
-        return tempfile.mkdtemp(prefix=".export-", dir=out)
+        return tempfile.mkdtemp(prefix=".export-", dir=out), created
     except OSError as e:
         raise UserError(f"cannot write to output folder {out}: {e.strerror}") from None
 
@@ -102,9 +106,13 @@ def export(args, staging, raw_labels, class_to_idx):
     x = reference_input(args.image_size)
     logits = run_reference(model, x, args.arch, num_classes)
     onnx_path = os.path.join(staging, "model.onnx")
-    torch.onnx.export(model, x, onnx_path, input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=args.opset,
-                      do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
+    try:
+        torch.onnx.export(model, x, onnx_path, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=args.opset,
+                          do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
+    except RuntimeError as e:  # torch.onnx.errors.OnnxExporterError included
+        raise UserError(f"torch {torch.__version__} cannot export --arch {args.arch} at opset {args.opset} "
+                        f"({str(e).strip().splitlines()[0]}); try another --opset (13..17)") from None
     onnx.checker.check_model(onnx_path)
 
     x.numpy().astype("<f4").tofile(os.path.join(staging, "reference_input.f32"))
@@ -136,13 +144,17 @@ def main(argv):
         raw_labels = read_json(args.labels, "labels") if args.labels else None
         class_to_idx = (check_class_to_idx(read_json(args.class_to_idx, "class_to_idx"), args.class_to_idx)
                         if args.class_to_idx else None)
-        staging = open_staging(args.out)
+        staging, created = open_staging(args.out)
         try:
             summary = export(args, staging, raw_labels, class_to_idx)
             for name in OUTPUTS:
                 os.replace(os.path.join(staging, name), os.path.join(args.out, name))
-        finally:
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            if created:
+                shutil.rmtree(args.out, ignore_errors=True)
+            raise
+        os.rmdir(staging)
     except UserError as e:
         print(f"export_onnx: error: {e}", file=sys.stderr)
         return 1
