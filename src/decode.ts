@@ -43,7 +43,14 @@ const DECODERS: Record<ImageFormat, Decoder> = {
   jpeg: (tf, bytes) => viaTensorflow('jpeg', () => tf.node.decodeJpeg(bytes, 3, 1, true, false, 1, 'INTEGER_ACCURATE')),
   // libpng expands palettes and gray to RGB and strips alpha; 16-bit samples keep their high byte.
   png: (tf, bytes) => viaTensorflow('png', () => tf.node.decodePng(bytes, 3)),
-  gif: (tf, bytes) => viaTensorflow('gif', () => tf.tidy(() => tf.node.decodeGif(firstGifFrame(bytes)).squeeze([0]) as Tensor3D)),
+  // TensorFlow decodes every frame: hand it the file cut after its first image, so that it allocates one frame
+  // (an animation of many frames under the pixel limit would otherwise be a bomb of its own).
+  gif: (tf, bytes, header) => {
+    const single = new Uint8Array(header.gifFirstFrameEnd! + 1);
+    single.set(bytes.subarray(0, header.gifFirstFrameEnd));
+    single[single.length - 1] = 0x3b; // GIF trailer
+    return viaTensorflow('gif', () => tf.tidy(() => tf.node.decodeGif(single).squeeze([0]) as Tensor3D));
+  },
   // TensorFlow reads uncompressed 24/32-bit bitmaps only; jimp handles palettes, 16-bit and RLE.
   bmp: (tf, bytes, header) =>
     (header.bitDepth === 24 || header.bitDepth === 32) && header.compression === 0
@@ -106,39 +113,6 @@ function rgbaToRgb(tf: Tf, rgba: ArrayLike<number>, width: number, height: numbe
     rgb[dst + 2] = rgba[src + 2];
   }
   return tf.tensor3d(rgb, [height, width, 3], 'int32');
-}
-
-/**
- * The GIF cut after its first image (plus the trailer), so TensorFlow, which decodes every frame, allocates one
- * frame only: an animation of many frames under the pixel limit is otherwise a bomb of its own.
- */
-export function firstGifFrame(bytes: Uint8Array): Uint8Array {
-  const truncated = (): never => {
-    throw corrupt('gif', 'the file ends before its first image is complete');
-  };
-  const at = (offset: number): number => (offset < bytes.length ? bytes[offset] : truncated());
-  // Colour table size from a packed flags byte: 3 * 2^(n + 1) bytes when bit 7 is set.
-  const colourTable = (flags: number): number => (flags & 0x80 ? 3 * 2 ** ((flags & 0x07) + 1) : 0);
-  const skipSubBlocks = (offset: number): number => {
-    while (at(offset) !== 0) offset += at(offset) + 1;
-    return offset + 1;
-  };
-  let offset = 13 + colourTable(at(10));
-  for (;;) {
-    const block = at(offset);
-    if (block === 0x21) {
-      offset = skipSubBlocks(offset + 2); // extension: introducer, label, data sub-blocks
-    } else if (block === 0x2c) {
-      offset += 10 + colourTable(at(offset + 9)); // image descriptor and local colour table
-      const end = skipSubBlocks(offset + 1); // LZW minimum code size, then the image data
-      const single = new Uint8Array(end + 1);
-      single.set(bytes.subarray(0, end));
-      single[end] = 0x3b; // trailer
-      return single;
-    } else {
-      throw corrupt('gif', `unexpected block 0x${block.toString(16)} before its first image`);
-    }
-  }
 }
 
 /** Applies EXIF orientation 2..8 as PIL's ImageOps.exif_transpose does; disposes `pixels`. */

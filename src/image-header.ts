@@ -17,6 +17,8 @@ export interface ImageHeader {
   bitDepth?: number;
   /** BMP compression field (0: uncompressed BI_RGB). */
   compression?: number;
+  /** GIF: offset just past the first image's data (where a one-frame copy of the file ends). */
+  gifFirstFrameEnd?: number;
 }
 
 /** Formats the service decodes, in the words used in error messages and docs/formats.md. */
@@ -189,8 +191,36 @@ function parsePng(r: ByteReader): ImageHeader {
 }
 
 function parseGif(r: ByteReader): ImageHeader {
-  if (!r.has(6, 4)) throw corrupt('gif', 'the file ends inside its header');
-  return { format: 'gif', width: r.u16(6, true) ?? 0, height: r.u16(8, true) ?? 0, orientation: 1 };
+  const at = (offset: number): number => r.u8(offset) ?? truncated();
+  const truncated = (): never => {
+    throw corrupt('gif', 'the file ends before its first image is complete');
+  };
+  // A colour table follows when bit 7 of its flags byte is set: 3 * 2^(n + 1) bytes, n in the low 3 bits.
+  const colourTable = (flags: number): number => (flags & 0x80 ? 3 * 2 ** ((flags & 0x07) + 1) : 0);
+  const skipSubBlocks = (offset: number): number => {
+    while (at(offset) !== 0) offset += at(offset) + 1;
+    return offset + 1;
+  };
+  const width = r.u16(6, true) ?? truncated();
+  const height = r.u16(8, true) ?? truncated();
+  let offset = 13 + colourTable(at(10));
+  for (;;) {
+    const block = at(offset);
+    if (block === 0x21) {
+      offset = skipSubBlocks(offset + 2); // extension: introducer, label, data sub-blocks
+    } else if (block === 0x2c) {
+      // Image descriptor: left, top, width, height (16-bit each), flags; the frame must lie on the canvas.
+      const [left, top, w, h] = [1, 3, 5, 7].map((k) => r.u16(offset + k, true) ?? truncated());
+      if (left + w > width || top + h > height) {
+        throw corrupt('gif', `its first frame (${w}x${h} at ${left},${top}) lies outside the ${width}x${height} picture`);
+      }
+      offset += 10 + colourTable(at(offset + 9));
+      // LZW minimum code size, then the image data sub-blocks.
+      return { format: 'gif', width, height, orientation: 1, gifFirstFrameEnd: skipSubBlocks(offset + 1) };
+    } else {
+      throw corrupt('gif', `it has an unknown block (0x${block.toString(16)}) before its first image`);
+    }
+  }
 }
 
 function parseBmp(r: ByteReader): ImageHeader {
@@ -250,20 +280,31 @@ function webpOrientation(r: ByteReader): number {
 function parseTiff(r: ByteReader): ImageHeader {
   const ifd = readIfd0(r, 0, r.bytes.length);
   if (ifd === undefined) throw corrupt('tiff', 'its first image directory is missing or cut short');
+  // The decoder fills missing strips or tiles with zeros, so check here that the image data is all in the file.
+  const offsets = ifd.get(TAG_STRIP_OFFSETS) ?? ifd.get(TAG_TILE_OFFSETS) ?? [];
+  const counts = ifd.get(TAG_STRIP_BYTE_COUNTS) ?? ifd.get(TAG_TILE_BYTE_COUNTS) ?? [];
+  if (offsets.length === 0 || offsets.length !== counts.length) throw corrupt('tiff', 'its image data is not described');
+  if (offsets.some((offset, i) => offset + counts[i] > r.bytes.length)) {
+    throw corrupt('tiff', 'the file ends before the end of its image data');
+  }
   return {
     format: 'tiff',
-    width: ifd.get(TAG_IMAGE_WIDTH) ?? 0,
-    height: ifd.get(TAG_IMAGE_LENGTH) ?? 0,
-    orientation: validOrientation(ifd.get(TAG_ORIENTATION)) ?? 1,
+    width: ifd.get(TAG_IMAGE_WIDTH)?.[0] ?? 0,
+    height: ifd.get(TAG_IMAGE_LENGTH)?.[0] ?? 0,
+    orientation: validOrientation(ifd.get(TAG_ORIENTATION)?.[0]) ?? 1,
   };
 }
 
 const TAG_IMAGE_WIDTH = 0x100;
 const TAG_IMAGE_LENGTH = 0x101;
+const TAG_STRIP_OFFSETS = 0x111;
 const TAG_ORIENTATION = 0x112;
+const TAG_STRIP_BYTE_COUNTS = 0x117;
+const TAG_TILE_OFFSETS = 0x144;
+const TAG_TILE_BYTE_COUNTS = 0x145;
 
 function tiffOrientation(r: ByteReader, start: number, end: number): number | undefined {
-  return validOrientation(readIfd0(r, start, end)?.get(TAG_ORIENTATION));
+  return validOrientation(readIfd0(r, start, end)?.get(TAG_ORIENTATION)?.[0]);
 }
 
 function validOrientation(value: number | undefined): number | undefined {
@@ -271,10 +312,11 @@ function validOrientation(value: number | undefined): number | undefined {
 }
 
 /**
- * The single-valued SHORT/LONG entries of the first image directory of a TIFF structure that starts at
- * `start` (a TIFF file, or the payload of an EXIF block) and must end by `end`; undefined if it is malformed.
+ * The SHORT and LONG entries of the first image directory of a TIFF structure that starts at `start` (a TIFF
+ * file, or the payload of an EXIF block) and must end by `end`; undefined if it is malformed. Offsets are
+ * relative to `start`.
  */
-function readIfd0(r: ByteReader, start: number, end: number): Map<number, number> | undefined {
+function readIfd0(r: ByteReader, start: number, end: number): Map<number, number[]> | undefined {
   const le = r.startsWith(start, 'II');
   if (!le && !r.startsWith(start, 'MM')) return undefined;
   const ifdOffset = r.u32(start + 4, le);
@@ -282,15 +324,18 @@ function readIfd0(r: ByteReader, start: number, end: number): Map<number, number
   const ifd = start + ifdOffset;
   const count = r.u16(ifd, le);
   if (count === undefined || ifd + 2 + count * 12 > end) return undefined;
-  const values = new Map<number, number>();
+  const entries = new Map<number, number[]>();
   for (let i = 0; i < count; i++) {
     const entry = ifd + 2 + i * 12;
     const tag = r.u16(entry, le) ?? 0;
     const type = r.u16(entry + 2, le);
-    // Types 3 (SHORT) and 4 (LONG); a single value is stored in the entry itself, left-aligned.
-    if (r.u32(entry + 4, le) !== 1) continue;
-    const value = type === 3 ? r.u16(entry + 8, le) : type === 4 ? r.u32(entry + 8, le) : undefined;
-    if (value !== undefined) values.set(tag, value);
+    const size = type === 3 ? 2 : type === 4 ? 4 : 0; // SHORT, LONG
+    const values = r.u32(entry + 4, le) ?? 0;
+    if (size === 0) continue;
+    // Values that fit in 4 bytes sit in the entry itself; longer arrays at an offset.
+    const at = values * size <= 4 ? entry + 8 : start + (r.u32(entry + 8, le) ?? 0);
+    if (!r.has(at, values * size) || at + values * size > end) return undefined;
+    entries.set(tag, Array.from({ length: values }, (_, k) => (size === 2 ? r.u16(at + 2 * k, le) : r.u32(at + 4 * k, le)) ?? 0));
   }
-  return values;
+  return entries;
 }
