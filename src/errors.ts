@@ -21,7 +21,7 @@ export type ErrorCode =
 export class ServiceError extends Error {
   readonly status: number;
   readonly code: ErrorCode;
-  /** Whether the message may be shown to the client; server errors are answered generically. */
+  /** Whether the message may be shown to the client; server errors other than 503 are answered generically. */
   readonly expose: boolean;
   /** Response headers that belong to the error (Allow for 405, Retry-After for 503). */
   readonly headers: Readonly<Record<string, string>>;
@@ -36,7 +36,8 @@ export class ServiceError extends Error {
     this.name = 'ServiceError';
     this.status = status;
     this.code = code;
-    this.expose = options.expose ?? status < 500;
+    // 503 (loading, overloaded) is an expected state whose message tells the client when to retry.
+    this.expose = options.expose ?? (status < 500 || status === 503);
     this.headers = options.headers ?? {};
   }
 }

@@ -38,7 +38,7 @@ export interface Pipeline {
   readonly numClasses: number;
   /**
    * Top-`topk` predictions for one encoded image. Calls run one after another (tfjs-node ops block the event
-   * loop, so running them interleaved would only add latency); `signal` drops a call that is still queued.
+   * loop, so running them interleaved would only add latency); aborting `signal` drops a call still queued.
    */
   predict(bytes: Uint8Array, topk: number, options?: { signal?: AbortSignal }): Promise<PipelineResult>;
 }
@@ -76,11 +76,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     numClasses: model.numClasses,
     predict(bytes, topk, options = {}) {
       return serial.run(async () => {
-        options.signal?.throwIfAborted();
         const prepared = await prepare(bytes);
         const [logits] = infer([prepared.input]);
         return { predictions: topPredictions(tf, logits, topk, model.labels), source: prepared.source };
-      });
+      }, options.signal);
     },
   };
 }
@@ -106,9 +105,21 @@ export async function loadPipeline(
 class SerialRunner {
   private tail: Promise<unknown> = Promise.resolve();
 
-  run<T>(job: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(job);
-    this.tail = result.catch(() => undefined);
-    return result;
+  /** Queues `job`; an abort while it waits rejects at once with the signal's reason and the job never runs. */
+  run<T>(job: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const result = this.tail
+        .then(() => new Promise<void>((next) => setImmediate(next)))
+        .then(() => {
+          // Once started, a job runs to its end: the signal only guards the wait.
+          signal?.removeEventListener('abort', onAbort);
+          signal?.throwIfAborted();
+          return job();
+        });
+      this.tail = result.catch(() => undefined);
+      result.then(resolve, reject);
+    });
   }
 }

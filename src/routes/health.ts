@@ -24,7 +24,7 @@ export function healthRoute(state: AppState): Middleware {
     ctx.set('Cache-Control', 'no-store');
     if (state.stopping) {
       ctx.status = 503;
-      ctx.body = { status: 'stopping', message: 'The server is shutting down and takes no new predictions.' };
+      ctx.body = { status: 'stopping', message: 'The server is shutting down; send new requests to another instance.' };
     } else if (state.failure) {
       ctx.status = 503;
       ctx.body = { status: 'failed', message: 'The model failed to load; the reason is in the server log.' };
