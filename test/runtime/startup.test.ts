@@ -1,0 +1,116 @@
+// Startup in fresh processes (one binding per process): device choice, GPU refusal, GPU binding parity, thread pools.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { RuntimeInfo } from '../../src/runtime';
+import { info, tf } from '../helpers/runtime';
+import { INPUT_SHAPE, seeded, tinyGraphModel } from '../helpers/tiny-graph-model';
+
+const ROOT = path.resolve(__dirname, '../..');
+// No NVIDIA driver here means no CUDA device: CI and the dev machine have none.
+const HAS_NVIDIA = existsSync('/dev/nvidiactl');
+const GPU_MARKER = path.join(ROOT, 'node_modules/@tensorflow/tfjs-node-gpu/deps/provisioned-from');
+
+/** Runs `code` (TypeScript allowed) in a fresh Node process at the repo root; returns the JSON it prints last. */
+function inChild<T>(code: string, env: Record<string, string> = {}): T {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env };
+  for (const name of ['TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'DEVICE']) {
+    if (!(name in env)) delete childEnv[name];
+  }
+  const child = spawnSync(process.execPath, ['-r', require.resolve('tsx/cjs'), '-e', code], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: childEnv,
+    timeout: 120_000,
+  });
+  assert.is(child.status, 0, `child failed: ${child.stderr}`);
+  const lines = child.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+interface Outcome { info?: RuntimeInfo; error?: string; bindingModulesLoaded: string[] }
+const startup = (opts: string) => `
+  const { loadRuntime } = require('./src/runtime');
+  const bindingModulesLoaded = () => Object.keys(require.cache).filter((k) => /tfjs-node(-gpu)?[\\\\/]dist[\\\\/]/.test(k));
+  try {
+    const { info } = loadRuntime(${opts});
+    console.log(JSON.stringify({ info, bindingModulesLoaded: [...new Set(bindingModulesLoaded().map((k) => k.includes('tfjs-node-gpu') ? 'gpu' : 'cpu'))] }));
+  } catch (e) {
+    console.log(JSON.stringify({ error: e.message, bindingModulesLoaded: bindingModulesLoaded() }));
+  }`;
+
+test('the GPU binding is provisioned (make setup-gpu), so the GPU cases below are exercised', () => {
+  assert.ok(existsSync(GPU_MARKER), `${GPU_MARKER} is missing: run \`make setup-gpu\` (make test depends on it)`);
+});
+
+test("an explicit 'gpu' without a CUDA device is a startup error that says why, and loads no binding", () => {
+  const out = inChild<Outcome>(startup("{ device: 'gpu' }"));
+  if (HAS_NVIDIA) {
+    assert.is(out.info?.device, 'gpu', out.error);
+    return;
+  }
+  assert.is(out.info, undefined);
+  assert.match(out.error ?? '', /^device 'gpu' requested but @tensorflow\/tfjs-node-gpu loads but TensorFlow sees no CUDA device \(.*cu(da|Init).*\); use --device cpu or auto/);
+  assert.equal(out.bindingModulesLoaded, []);
+});
+
+test("'auto' without a CUDA device loads the CPU binding only", () => {
+  const out = inChild<Outcome>(startup("{ device: 'auto' }"));
+  assert.is(out.error, undefined);
+  assert.is(out.info?.binding, HAS_NVIDIA ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node');
+  assert.is(out.info?.device, HAS_NVIDIA ? 'gpu' : 'cpu');
+  assert.equal(out.bindingModulesLoaded, [HAS_NVIDIA ? 'gpu' : 'cpu']);
+});
+
+test('the GPU binding, running on the CPU, predicts what the CPU binding predicts', async () => {
+  interface GpuRun { backend: string; tfVersion: string; onGpu: boolean; logits: number[] }
+  // Required directly: loadRuntime rightly refuses the GPU binding where no CUDA device exists.
+  const gpu = inChild<GpuRun>(`
+    const tf = require('@tensorflow/tfjs-node-gpu');
+    const { INPUT_SHAPE, seeded, tinyGraphModel } = require('./test/helpers/tiny-graph-model');
+    tf.loadGraphModel(tf.io.fromMemory(tinyGraphModel())).then((model) => {
+      const out = model.execute({ input: tf.tensor4d(seeded(4 * 16 * 16 * 3, 42, 2), [4, ...INPUT_SHAPE]) }, 'logits');
+      const b = tf.backend();
+      console.log(JSON.stringify({ backend: tf.getBackend(), tfVersion: b.binding.TF_Version, onGpu: b.isUsingGpuDevice,
+        logits: Array.from(out.dataSync()) }));
+    });`);
+  assert.is(gpu.backend, 'tensorflow');
+  assert.is(gpu.tfVersion, info.tfVersion);
+  assert.is(gpu.onGpu, HAS_NVIDIA);
+
+  const model = await tf.loadGraphModel(tf.io.fromMemory(tinyGraphModel()));
+  const input = tf.tensor4d(seeded(4 * 16 * 16 * 3, 42, 2), [4, ...INPUT_SHAPE]);
+  const out = model.execute({ input }, 'logits') as import('@tensorflow/tfjs-node').Tensor;
+  const cpu = out.dataSync();
+  tf.dispose([input, out]);
+  model.dispose();
+  assert.is(gpu.logits.length, cpu.length);
+  let maxDiff = 0;
+  let maxRef = 0;
+  cpu.forEach((v, i) => {
+    maxDiff = Math.max(maxDiff, Math.abs(v - gpu.logits[i]));
+    maxRef = Math.max(maxRef, Math.abs(v));
+  });
+  assert.ok(maxDiff <= 1e-5 * maxRef, `max abs diff ${maxDiff} exceeds 1e-5 x max |logit| ${maxRef}`);
+});
+
+test('thread counts reach TensorFlow: options and env variables size its thread pools', () => {
+  interface Threads { info: RuntimeInfo; env: (string | null)[]; threads: number }
+  const run = (opts: string, env: Record<string, string> = {}) => inChild<Threads>(`
+    const { readdirSync } = require('node:fs');
+    const { info } = require('./src/runtime').loadRuntime(${opts});
+    console.log(JSON.stringify({ info, threads: readdirSync('/proc/self/task').length,
+      env: [process.env.TF_NUM_INTRAOP_THREADS ?? null, process.env.TF_NUM_INTEROP_THREADS ?? null] }));`, env);
+  const small = run("{ device: 'cpu', intraOpThreads: 1, interOpThreads: 1 }");
+  const large = run("{ device: 'cpu', intraOpThreads: 4, interOpThreads: 4 }");
+  assert.equal([small.info.intraOpThreads, small.info.interOpThreads, ...small.env], [1, 1, '1', '1']);
+  assert.equal([large.info.intraOpThreads, large.info.interOpThreads, ...large.env], [4, 4, '4', '4']);
+  // Each pool starts its threads when the binding creates its context: 3 more intra-op plus 3 more inter-op.
+  assert.is(large.threads - small.threads, 6);
+  const fromEnv = run("{ device: 'cpu' }", { TF_NUM_INTRAOP_THREADS: '3' });
+  assert.equal([fromEnv.info.intraOpThreads, fromEnv.info.interOpThreads], [3, null]);
+});
+
+test.run();
