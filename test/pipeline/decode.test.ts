@@ -1,0 +1,188 @@
+// decodeImage: every bad upload refused with the right ServiceError and no leaked tensor; RGB rules, GIF, BMP, EXIF.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Tensor3D } from '@tensorflow/tfjs-node';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { decodeImage, type DecodeOptions } from '../../src/decode';
+import { ServiceError } from '../../src/errors';
+import type { Tf } from '../../src/runtime';
+import { tf } from '../helpers/runtime';
+import { IMAGES } from './reference';
+
+const OPTIONS: DecodeOptions = { maxPixels: 50_000_000, honourExif: false };
+const read = (file: string): Uint8Array => new Uint8Array(readFileSync(join(IMAGES, file)));
+const cut = (file: string, fraction: number): Uint8Array => {
+  const bytes = read(file);
+  return bytes.subarray(0, Math.floor(bytes.length * fraction));
+};
+
+/** Awaits a refusal: fails when nothing is thrown, checks the ServiceError and that no tensor was left behind. */
+async function refused(bytes: Uint8Array, status: number, code: string, message: RegExp, options = OPTIONS, runtime: Tf = tf): Promise<void> {
+  const before = tf.memory().numTensors;
+  let error: unknown;
+  try {
+    (await decodeImage(runtime, bytes, options)).pixels.dispose();
+  } catch (err) {
+    error = err;
+  }
+  assert.ok(error instanceof ServiceError, `expected a ServiceError, got ${String(error)}`);
+  assert.is(error.status, status, error.message);
+  assert.is(error.code, code, error.message);
+  assert.match(error.message, message);
+  assert.ok(error.expose, 'client errors are shown to the client');
+  assert.is(tf.memory().numTensors, before, 'no tensor leaked');
+}
+
+const BAD: [string, number, string, RegExp][] = [
+  ['empty.jpg', 400, 'empty_file', /empty \(0 bytes\)/],
+  ['truncated.jpg', 422, 'corrupt_image', /JPEG file is corrupt or truncated/],
+  ['garbage.jpg', 415, 'unsupported_format', /JPEG, PNG, GIF, BMP, WebP or TIFF/],
+  ['text.png', 415, 'unsupported_format', /not an image/],
+  ['header-only.png', 413, 'image_too_large', /30000x30000 pixels \(900\.0 megapixels\).*limit of 50\.0 megapixels/],
+  ['bomb.png', 413, 'image_too_large', /20000x20000 pixels \(400\.0 megapixels\)/],
+  ['corrupt-scan.jpg', 422, 'corrupt_image', /JPEG file is corrupt/],
+  ['zip.jpg', 415, 'unsupported_format', /ZIP archive/],
+  ['html.gif', 415, 'unsupported_format', /HTML page/],
+];
+
+for (const [file, status, code, message] of BAD) {
+  test(`bad/${file}: ${status} ${code}`, async () => {
+    await refused(read(join('bad', file)), status, code, message);
+  });
+}
+
+test('oversized images are refused from the header: no decoder is ever called', async () => {
+  const decoderCalled = (): never => {
+    throw new Error('a decoder was called');
+  };
+  const node = { ...tf.node, decodePng: decoderCalled, decodeJpeg: decoderCalled, decodeImage: decoderCalled };
+  const spy = { ...tf, node } as Tf;
+  await refused(read('bad/bomb.png'), 413, 'image_too_large', /downscale it/, OPTIONS, spy);
+  await refused(read('bad/header-only.png'), 413, 'image_too_large', /downscale it/, OPTIONS, spy);
+});
+
+test('the pixel limit is inclusive: 7x5 passes at 35 pixels, is refused at 34', async () => {
+  const decoded = await decodeImage(tf, read('formats/tiny-7x5.png'), { ...OPTIONS, maxPixels: 35 });
+  assert.equal([decoded.width, decoded.height, decoded.format], [7, 5, 'png']);
+  decoded.pixels.dispose();
+  await refused(read('formats/tiny-7x5.png'), 413, 'image_too_large', /7x5 pixels/, { ...OPTIONS, maxPixels: 34 });
+});
+
+const TRUNCATED: [string, RegExp][] = [
+  ['p01-sunset.jpg', /JPEG/],
+  ['formats/rgb.png', /PNG/],
+  ['formats/interlaced.png', /PNG/],
+  ['formats/single.gif', /GIF file .*ends before its first image/],
+  ['formats/rgb24.bmp', /BMP/],
+  ['formats/rgb.tiff', /TIFF file .*ends before the end of its image data/],
+  ['formats/lossy.webp', /WebP/],
+];
+
+test('every format cut in half (or at 99% for JPEG, whose decoder recovers silently otherwise): 422', async () => {
+  for (const [file, message] of TRUNCATED) {
+    await refused(cut(file, 0.5), 422, 'corrupt_image', message);
+  }
+  await refused(cut('p01-sunset.jpg', 0.99), 422, 'corrupt_image', /JPEG/);
+  await refused(cut('formats/rgb.png', 0.99), 422, 'corrupt_image', /PNG/);
+});
+
+test('RGB output: int32 [H, W, 3] for gray, gray+alpha, RGBA, palette, CMYK and 16-bit sources', async () => {
+  for (const file of ['formats/gray.jpg', 'formats/gray-alpha.png', 'formats/rgba.png', 'formats/palette-trns.png',
+    'formats/cmyk.jpg', 'formats/gray16.png', 'formats/rgba.webp', 'formats/rgb.tiff']) {
+    const decoded = await decodeImage(tf, read(file), OPTIONS);
+    assert.is(decoded.pixels.dtype, 'int32', file);
+    assert.equal(decoded.pixels.shape, [decoded.height, decoded.width, 3], file);
+    decoded.pixels.dispose();
+  }
+});
+
+test('animated GIF: the first frame only, identical to the first of all frames', async () => {
+  const bytes = read('formats/animated.gif');
+  const decoded = await decodeImage(tf, bytes, OPTIONS);
+  const frames = tf.node.decodeGif(bytes);
+  assert.is(frames.shape[0], 3);
+  const first = tf.tidy(() => frames.slice(0, 1).squeeze([0]));
+  assert.equal(decoded.pixels.shape, [320, 480, 3]);
+  assert.equal(decoded.pixels.dataSync(), first.dataSync());
+  tf.dispose([decoded.pixels, frames, first]);
+});
+
+/** An uncompressed 8-bit palette BMP (TensorFlow cannot read it, so it goes through jimp). */
+function paletteBmp(width: number, height: number, palette: number[][], indices: number[]): Uint8Array {
+  const stride = Math.ceil(width / 4) * 4;
+  const dataOffset = 14 + 40 + 256 * 4;
+  const bytes = new Uint8Array(dataOffset + stride * height);
+  const view = new DataView(bytes.buffer);
+  bytes.set([0x42, 0x4d]);
+  view.setUint32(2, bytes.length, true);
+  view.setUint32(10, dataOffset, true);
+  view.setUint32(14, 40, true);
+  view.setInt32(18, width, true);
+  view.setInt32(22, height, true); // positive: rows stored bottom-up
+  view.setUint16(26, 1, true);
+  view.setUint16(28, 8, true);
+  view.setUint32(46, 256, true);
+  palette.forEach(([r, g, b], i) => bytes.set([b, g, r, 0], 54 + 4 * i));
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) bytes[dataOffset + (height - 1 - y) * stride + x] = indices[y * width + x];
+  }
+  return bytes;
+}
+
+test('8-bit palette BMP: palette expanded, rows bottom-up', async () => {
+  const palette = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]];
+  const indices = [0, 1, 2, 3, 3, 2];
+  const decoded = await decodeImage(tf, paletteBmp(3, 2, palette, indices), OPTIONS);
+  assert.equal([decoded.format, decoded.width, decoded.height], ['bmp', 3, 2]);
+  assert.equal(Array.from(decoded.pixels.dataSync()), indices.flatMap((i) => palette[i]));
+  decoded.pixels.dispose();
+});
+
+/** Where each displayed pixel (y, x) comes from in the stored [h, w] image, per EXIF orientation (the spec's table). */
+const SOURCE: Record<number, (y: number, x: number, h: number, w: number) => [number, number]> = {
+  1: (y, x) => [y, x],
+  2: (y, x, _h, w) => [y, w - 1 - x],
+  3: (y, x, h, w) => [h - 1 - y, w - 1 - x],
+  4: (y, x, h) => [h - 1 - y, x],
+  5: (y, x) => [x, y],
+  6: (y, x, h) => [h - 1 - x, y],
+  7: (y, x, h, w) => [h - 1 - x, w - 1 - y],
+  8: (y, x, _h, w) => [x, w - 1 - y],
+};
+
+test('honourExif: all eight orientations, and none applied by default', async () => {
+  const original = read('formats/exif-rot6.jpg');
+  // The big-endian IFD entry of exif-rot6.jpg: tag 0x0112, type SHORT, count 1, value 6.
+  const entry = [0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06];
+  const at = original.findIndex((_, i) => entry.every((b, k) => original[i + k] === b));
+  assert.ok(at > 0, 'orientation entry found');
+  const stored = await decodeImage(tf, original, OPTIONS);
+  const [h, w] = stored.pixels.shape;
+  const storedValues = stored.pixels.dataSync();
+  stored.pixels.dispose();
+  for (let orientation = 1; orientation <= 8; orientation++) {
+    const bytes = original.slice();
+    bytes[at + 9] = orientation;
+    const upright = await decodeImage(tf, bytes, { ...OPTIONS, honourExif: true });
+    const [height, width] = orientation >= 5 ? [w, h] : [h, w];
+    assert.equal([upright.height, upright.width], [height, width], `orientation ${orientation}`);
+    const values = upright.pixels.dataSync();
+    for (let y = 0; y < height; y += 7) {
+      for (let x = 0; x < width; x += 5) {
+        const [sy, sx] = SOURCE[orientation](y, x, h, w);
+        for (let c = 0; c < 3; c++) {
+          if (values[(y * width + x) * 3 + c] !== storedValues[(sy * w + sx) * 3 + c]) {
+            assert.unreachable(`orientation ${orientation}: pixel (${y}, ${x}) is not stored pixel (${sy}, ${sx})`);
+          }
+        }
+      }
+    }
+    upright.pixels.dispose();
+    const asStored: Tensor3D = (await decodeImage(tf, bytes, OPTIONS)).pixels;
+    assert.equal(asStored.shape, [h, w, 3], `orientation ${orientation} ignored by default`);
+    asStored.dispose();
+  }
+});
+
+test.run();
