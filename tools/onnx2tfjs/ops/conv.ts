@@ -1,0 +1,162 @@
+// Conv: 2-D convolutions (plain, depthwise, grouped) as NHWC TF convs, folding a following BatchNormalization and
+// fusing bias and Relu/Relu6 into _FusedConv2D / FusedDepthwiseConv2dNative.
+import { attr } from '../graph-builder';
+import { NodeContext, NHWC } from '../context';
+import { makeConst, transposeConst } from '../const-math';
+import { outDims, resolveWindows, isTfSame } from '../spatial';
+import { ConstTensor, Value } from '../types';
+import type { OnnxNode } from '../reader';
+import type { OpRegistry } from './index';
+
+type Activation = 'Relu' | 'Relu6' | null;
+
+/** Folds BatchNormalization (inference form) into conv weights [M, ...] and bias [M], in float64. */
+function foldBatchNorm(ctx: NodeContext, bn: OnnxNode, w: ConstTensor, b: Float64Array): ConstTensor | null {
+  const params = [1, 2, 3, 4].map((i) => ctx.valueOf(bn.inputs[i] ?? ''));
+  if (params.some((p) => p?.kind !== 'const')) return null;
+  if ((bn.attrs.get('training_mode') ?? 0) !== 0) return null;
+  if ([...bn.attrs.keys()].some((k) => !['epsilon', 'momentum', 'spatial', 'training_mode'].includes(k))) return null;
+  if (bn.outputs.slice(1).some((o) => o !== '')) return null;
+  const [gamma, beta, mean, variance] = params.map((p) => (p as Extract<Value, { kind: 'const' }>).tensor.data);
+  const eps = (bn.attrs.get('epsilon') as number | undefined) ?? 1e-5;
+  const m = w.shape[0];
+  if ([gamma, beta, mean, variance].some((p) => p.length !== m)) return null;
+  const per = w.data.length / m;
+  const out = new Float32Array(w.data.length);
+  for (let o = 0; o < m; o++) {
+    const scale = gamma[o] / Math.sqrt(variance[o] + Math.fround(eps));
+    for (let j = 0; j < per; j++) out[o * per + j] = w.data[o * per + j] * scale;
+    b[o] = (b[o] - mean[o]) * scale + beta[o];
+  }
+  return { dtype: 'float32', shape: w.shape, data: out };
+}
+
+/** A Relu, or a Clip to [0, 6], that can be fused into the op producing `output`. */
+function fusibleActivation(ctx: NodeContext, output: string): { node: OnnxNode; act: Activation } | null {
+  const c = ctx.soleConsumer(output);
+  if (!c || c.inputs[0] !== output || c.domain !== '') return null;
+  if (c.opType === 'Relu' && c.attrs.size === 0) return { node: c, act: 'Relu' };
+  if (c.opType === 'Clip') {
+    let lo: number | undefined;
+    let hi: number | undefined;
+    if (ctx.opset < 11) {
+      lo = c.attrs.get('min') as number | undefined;
+      hi = c.attrs.get('max') as number | undefined;
+    } else {
+      const read = (i: number) => {
+        const v = ctx.valueOf(c.inputs[i] ?? '');
+        return v?.kind === 'const' && v.tensor.data.length === 1 ? v.tensor.data[0] : undefined;
+      };
+      lo = read(1);
+      hi = read(2);
+    }
+    if (lo === 0 && hi === 6) return { node: c, act: 'Relu6' };
+  }
+  return null;
+}
+
+/** Looks past the conv/matmul output for BatchNormalization (conv only) and an activation to fold. */
+export function fuseFollowers(
+  ctx: NodeContext, output: string, weight: ConstTensor, bias: Float64Array, allowBn: boolean,
+): { weight: ConstTensor; act: Activation; absorbed: boolean } {
+  let cur = output;
+  let w = weight;
+  let absorbed = false;
+  const bn = allowBn ? ctx.soleConsumer(cur) : undefined;
+  if (bn && bn.opType === 'BatchNormalization' && bn.domain === '' && bn.inputs[0] === cur) {
+    const folded = foldBatchNorm(ctx, bn, w, bias);
+    if (folded) {
+      w = folded;
+      ctx.absorb(bn, cur);
+      absorbed = true;
+      cur = bn.outputs[0];
+    }
+  }
+  const act = fusibleActivation(ctx, cur);
+  if (act) {
+    ctx.absorb(act.node, cur);
+    absorbed = true;
+  }
+  return { weight: w, act: act?.act ?? null, absorbed };
+}
+
+function convert(ctx: NodeContext): Value[] {
+  const xv = ctx.need(0);
+  const w = ctx.constInput(1, 'the weight');
+  if (w.shape.length !== 4) ctx.fail(`only 2-D convolutions (4-D weights) are supported, got a ${w.shape.length}-D weight`);
+  const [m, cg, kh, kw] = w.shape;
+  const kernel = ctx.ints('kernel_shape', [kh, kw]);
+  if (kernel[0] !== kh || kernel[1] !== kw) ctx.fail(`kernel_shape [${kernel}] disagrees with the weight [${w.shape}]`);
+  const group = ctx.int('group', 1);
+  const bias = new Float64Array(m);
+  if (ctx.has(2)) {
+    const b = ctx.constInput(2, 'the bias');
+    if (b.data.length !== m) ctx.fail(`bias has ${b.data.length} values for ${m} output channels`);
+    bias.set(b.data);
+  }
+  const x = ctx.nhwc(xv);
+  const c = x.shape[1];
+  if (typeof c === 'number' && c !== cg * group) ctx.fail(`input has ${c} channels but weight expects ${cg} x group ${group}`);
+  if (m % group !== 0) ctx.fail(`${m} output channels do not split into ${group} groups`);
+  const windows = resolveWindows(ctx, [x.shape[2], x.shape[3]], kernel);
+  const strides = ctx.ints('strides', [1, 1]);
+  const dilations = ctx.ints('dilations', [1, 1]);
+  let padding: string;
+  let explicit: number[] = [];
+  if (!windows) {
+    const pads = ctx.ints('pads', [0, 0, 0, 0]);
+    padding = pads.every((p) => p === 0) ? 'VALID' : 'EXPLICIT';
+    explicit = [0, 0, pads[0], pads[2], pads[1], pads[3], 0, 0];
+  } else if (windows.every((a) => a.padBegin === 0 && a.padEnd === 0)) {
+    padding = 'VALID';
+  } else if (isTfSame(windows, windows.map((a) => a.padEnd))) {
+    padding = 'SAME';
+  } else {
+    padding = 'EXPLICIT';
+    explicit = [0, 0, windows[0].padBegin, windows[0].padEnd, windows[1].padBegin, windows[1].padEnd, 0, 0];
+  }
+  const fused = fuseFollowers(ctx, ctx.node.outputs[0], w, bias, true);
+  const wf = fused.weight;
+  const hasBias = ctx.has(2) || fused.absorbed;
+  const fusedOps = hasBias ? ['BiasAdd', ...(fused.act ? [fused.act] : [])] : [];
+  const common = {
+    T: attr.type('float32'),
+    strides: attr.ints([1, strides[0], strides[1], 1]),
+    padding: attr.str(padding),
+    data_format: attr.str('NHWC'),
+    dilations: attr.ints([1, dilations[0], dilations[1], 1]),
+    ...(padding === 'EXPLICIT' ? { explicit_paddings: attr.ints(explicit) } : {}),
+  };
+  const emit = (op: 'conv' | 'depthwise', input: string, filter: ConstTensor, b: Float64Array, suffix: string) => {
+    const inputs = [input, ctx.constRef(filter, `${suffix}/filter`)];
+    if (fusedOps.length) inputs.push(ctx.constRef(makeConst('float32', [b.length], b), `${suffix}/bias`));
+    const attrs = fusedOps.length ? { ...common, fused_ops: attr.strs(fusedOps), num_args: attr.int(1), epsilon: attr.float(0) } : common;
+    const tfOp = op === 'depthwise' ? (fusedOps.length ? 'FusedDepthwiseConv2dNative' : 'DepthwiseConv2dNative') : (fusedOps.length ? '_FusedConv2D' : 'Conv2D');
+    return ctx.op(tfOp, inputs, op === 'conv' ? { ...attrs, use_cudnn_on_gpu: attr.bool(true) } : attrs, suffix);
+  };
+  let ref: string;
+  if (group === 1) {
+    ref = emit('conv', x.ref, transposeConst(wf, [2, 3, 1, 0]), bias, 'conv');
+  } else if (cg === 1) {
+    // ONNX output channel c*mult+j reads input channel c: TF's depthwise filter [kh, kw, C, mult] has the same order.
+    const mult = m / group;
+    const filter = transposeConst({ ...wf, shape: [group, mult, kh, kw] }, [2, 3, 0, 1]);
+    ref = emit('depthwise', x.ref, filter, bias, 'depthwise');
+  } else {
+    // tfjs convolutions have no groups: split the channels, convolve each group, concatenate.
+    const split = ctx.op('Split', [ctx.scalar('int32', 3, 'split/axis'), x.ref], { T: attr.type('float32'), num_split: attr.int(group) }, 'split');
+    const mg = m / group;
+    const per = wf.data.length / group;
+    const parts: string[] = [];
+    for (let gi = 0; gi < group; gi++) {
+      const wg: ConstTensor = { dtype: 'float32', shape: [mg, cg, kh, kw], data: wf.data.slice(gi * per, (gi + 1) * per) };
+      parts.push(emit('conv', `${split}:${gi}`, transposeConst(wg, [2, 3, 1, 0]), bias.slice(gi * mg, (gi + 1) * mg), `group${gi}`));
+    }
+    ref = ctx.op('ConcatV2', [...parts, ctx.scalar('int32', 3, 'concat/axis')], { T: attr.type('float32'), N: attr.int(group), Tidx: attr.type('int32') }, 'concat');
+  }
+  return [ctx.result(ref, 'float32', [x.shape[0], m, ...outDims(ctx, windows, 2)], NHWC)];
+}
+
+export const conv: OpRegistry = {
+  Conv: { attrs: ['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides'], convert },
+};
