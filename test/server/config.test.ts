@@ -12,13 +12,14 @@ function config(argv: string[], env: NodeJS.ProcessEnv = {}): Config {
 }
 
 function configError(argv: string[], env: NodeJS.ProcessEnv = {}): ConfigError {
+  let caught: unknown;
   try {
     parseConfig(argv, env);
   } catch (err) {
-    assert.instance(err, ConfigError);
-    return err as ConfigError;
+    caught = err;
   }
-  return assert.unreachable('parseConfig accepted an invalid configuration');
+  assert.instance(caught, ConfigError, 'parseConfig must refuse this configuration');
+  return caught as ConfigError;
 }
 
 test('defaults: port 5012 on localhost, model_tfjs, auto device, top-3', () => {
