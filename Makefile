@@ -74,6 +74,11 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKP
 	npx tsx tools/onnx2tfjs/cli.ts $(CONVERT_DIR)/model.onnx --export-info $(CONVERT_DIR)/export.json \
 	  --reference $(CONVERT_DIR)/reference.json --out '$(MODEL_DIR)'
 
+# The server on PORT (default 5012): builds, runs `make convert` first when MODEL_DIR holds no model yet (docs/config.md).
+serve: setup build
+	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi
+	MODEL_DIR='$(MODEL_DIR)' node dist/src/main.js
+
 # The test command README gives: type-check, then every uvu suite on the native backend.
 test: $(STAMPS)/npm $(STAMPS)/python setup
 	npx tsc -p tsconfig.json --noEmit
