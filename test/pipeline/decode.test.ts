@@ -108,10 +108,14 @@ test('animated GIF: the first frame only, identical to the first of all frames',
   tf.dispose([decoded.pixels, frames, first]);
 });
 
-/** An uncompressed 8-bit palette BMP (TensorFlow cannot read it, so it goes through jimp). */
-function paletteBmp(width: number, height: number, palette: number[][], indices: number[]): Uint8Array {
-  const stride = Math.ceil(width / 4) * 4;
-  const dataOffset = 14 + 40 + 256 * 4;
+/**
+ * An uncompressed bottom-up BMP: 8-bit with `palette` (TensorFlow cannot read it, so it goes through jimp) or,
+ * without a palette, 32-bit BGRX with `pixels` as [r, g, b, x] (TensorFlow's decoder).
+ */
+function bmp(width: number, height: number, pixels: number[][], palette?: number[][]): Uint8Array {
+  const bitsPerPixel = palette ? 8 : 32;
+  const stride = Math.ceil((width * bitsPerPixel) / 32) * 4;
+  const dataOffset = 14 + 40 + (palette ? 256 * 4 : 0);
   const bytes = new Uint8Array(dataOffset + stride * height);
   const view = new DataView(bytes.buffer);
   bytes.set([0x42, 0x4d]);
@@ -121,21 +125,31 @@ function paletteBmp(width: number, height: number, palette: number[][], indices:
   view.setInt32(18, width, true);
   view.setInt32(22, height, true); // positive: rows stored bottom-up
   view.setUint16(26, 1, true);
-  view.setUint16(28, 8, true);
-  view.setUint32(46, 256, true);
-  palette.forEach(([r, g, b], i) => bytes.set([b, g, r, 0], 54 + 4 * i));
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) bytes[dataOffset + (height - 1 - y) * stride + x] = indices[y * width + x];
-  }
+  view.setUint16(28, bitsPerPixel, true);
+  if (palette) view.setUint32(46, 256, true);
+  palette?.forEach(([r, g, b], i) => bytes.set([b, g, r, 0], 54 + 4 * i));
+  pixels.forEach((pixel, i) => {
+    const row = dataOffset + (height - 1 - Math.floor(i / width)) * stride;
+    const [r, g, b, x] = pixel;
+    if (palette) bytes[row + (i % width)] = pixel[0];
+    else bytes.set([b, g, r, x], row + (i % width) * 4);
+  });
   return bytes;
 }
 
-test('8-bit palette BMP: palette expanded, rows bottom-up', async () => {
+test('8-bit palette BMP (jimp): palette expanded, rows bottom-up', async () => {
   const palette = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]];
   const indices = [0, 1, 2, 3, 3, 2];
-  const decoded = await decodeImage(tf, paletteBmp(3, 2, palette, indices), OPTIONS);
+  const decoded = await decodeImage(tf, bmp(3, 2, indices.map((i) => [i]), palette), OPTIONS);
   assert.equal([decoded.format, decoded.width, decoded.height], ['bmp', 3, 2]);
   assert.equal(Array.from(decoded.pixels.dataSync()), indices.flatMap((i) => palette[i]));
+  decoded.pixels.dispose();
+});
+
+test('32-bit BMP (TensorFlow): the 4th byte is ignored, as Pillow does', async () => {
+  const pixels = [[1, 2, 3, 0], [40, 50, 60, 255], [200, 100, 0, 7], [9, 8, 7, 128]];
+  const decoded = await decodeImage(tf, bmp(2, 2, pixels), OPTIONS);
+  assert.equal(Array.from(decoded.pixels.dataSync()), pixels.flatMap(([r, g, b]) => [r, g, b]));
   decoded.pixels.dispose();
 });
 
