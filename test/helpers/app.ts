@@ -1,6 +1,7 @@
 // Test fixtures for the service: a tiny but real TF.js graph model on disk, an app on an ephemeral port, HTTP helpers.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -153,4 +154,42 @@ export async function request(url: string, init: RequestInit = {}): Promise<Repl
   const response = await fetch(url, init);
   const text = await response.text();
   return { status: response.status, headers: response.headers, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+const ROOT = path.join(__dirname, '../..');
+
+/** Every file the conversion depends on, so a change to the tools makes a fresh model. */
+function conversionSources(): string[] {
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+  return [path.join(ROOT, 'tools/demo_checkpoint.py'), path.join(ROOT, 'tools/export_onnx.py'), ...walk(path.join(ROOT, 'tools/py')), ...walk(path.join(ROOT, 'tools/onnx2tfjs'))]
+    .filter((f) => /\.(py|ts)$/.test(f))
+    .sort();
+}
+
+/**
+ * The untrained demo ResNet18 (102 classes, 64x64) converted by the project's own tools, exactly as `make convert`
+ * does with no best.pth; built once per version of the tools and cached under .cache/test-models/.
+ * Uses Debian's interpreter (PYTHON, default /usr/bin/python3), which has torch and torchvision.
+ */
+export function convertedDemoModel(): string {
+  const hash = createHash('sha256');
+  for (const file of conversionSources()) hash.update(file).update(readFileSync(file));
+  const dir = path.join(ROOT, '.cache/test-models', `demo-${hash.digest('hex').slice(0, 16)}`);
+  if (existsSync(path.join(dir, 'metadata.json'))) return dir;
+  // Built beside its final place, so the last step is an atomic rename on one file system.
+  mkdirSync(path.dirname(dir), { recursive: true });
+  const work = mkdtempSync(`${dir}.tmp-`);
+  const python = process.env.PYTHON ?? '/usr/bin/python3';
+  const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    run(python, ['tools/demo_checkpoint.py', '--out', path.join(work, 'best.pth')]);
+    run(python, ['tools/export_onnx.py', '--checkpoint', path.join(work, 'best.pth'), '--demo', '--out', path.join(work, 'convert')]);
+    const c = path.join(work, 'convert');
+    run(process.execPath, ['-r', 'tsx/cjs', 'tools/onnx2tfjs/cli.ts', path.join(c, 'model.onnx'), '--export-info', path.join(c, 'export.json'), '--reference', path.join(c, 'reference.json'), '--out', path.join(work, 'model')]);
+    renameSync(path.join(work, 'model'), dir);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return dir;
 }

@@ -1,0 +1,73 @@
+// The server on the real converted demo ResNet18 (102 classes, 64x64): health, predictions, topk bounds, no leaks.
+import { readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createApp, type Ready } from '../../src/app';
+import type { Model } from '../../src/model';
+import { loadPipeline } from '../../src/pipeline';
+import { healthInfo } from '../../src/routes/health';
+import { convertedDemoModel, memoryLogger, postImage, request, serve } from '../helpers/app';
+import { info, tf } from '../helpers/runtime';
+
+let model: Model;
+let ready: Ready;
+let server: Awaited<ReturnType<typeof serve>>;
+
+test.before(async () => {
+  const loaded = await loadPipeline(tf, convertedDemoModel(), { maxPixels: 36_000_000, honourExif: false });
+  model = loaded.model;
+  ready = { pipeline: loaded.pipeline, health: healthInfo(model, { backend: info.backend, device: info.device, tensorflow: info.tfVersion }) };
+  const app = createApp({ config: { topk: 3, maxUploadBytes: 20 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 }, logger: memoryLogger(), ready });
+  server = await serve(app.koa.callback());
+});
+
+test.after(async () => {
+  await server.close();
+  model.dispose();
+});
+
+test('health reports the demo ResNet18 as converted', async () => {
+  const reply = await request(`${server.url}/health`);
+  assert.is(reply.status, 200);
+  const body = reply.body as { status: string; model: Record<string, unknown> };
+  assert.is(body.status, 'ok');
+  assert.equal(
+    { ...body.model, checkpoint_sha256: undefined },
+    { name: 'best.pth', arch: 'resnet18', classes: 102, input_size: [64, 64], labels: 'indices', demo: true, checkpoint_sha256: undefined },
+  );
+  assert.match(String(body.model.checkpoint_sha256), /^[0-9a-f]{64}$/);
+});
+
+test('/predict answers what the pipeline computes, for photos of every kind, without keeping tensors', async () => {
+  const names = ['p01-sunset.jpg', 'p10-mountains-large.jpg', 'p19-coins.png', 'formats/rgba.png', 'formats/single.gif', 'formats/lossy.webp'];
+  const warm = await postImage(server.url, readFileSync(`/work/shared/images/${names[0]}`));
+  assert.is(warm.status, 200);
+  const before = tf.memory().numTensors;
+  for (const name of names) {
+    const bytes = readFileSync(`/work/shared/images/${name}`);
+    const reply = await postImage(server.url, bytes);
+    assert.is(reply.status, 200, name);
+    const { predictions } = reply.body as { predictions: { label: string; probability: number }[] };
+    const direct = await ready.pipeline.predict(bytes, 3);
+    assert.equal(predictions, direct.predictions, `${name}: HTTP and in-process pipeline agree exactly`);
+    assert.ok(predictions.every((p) => /^(\d|[1-9]\d|10[01])$/.test(p.label)), `${name}: labels are class indices 0..101`);
+    assert.ok(predictions[0].probability >= predictions[1].probability && predictions[1].probability >= predictions[2].probability, name);
+  }
+  assert.is(tf.memory().numTensors, before, 'no tensor kept across requests');
+});
+
+test('topk up to the 102 classes; 103 is 400 bad_topk', async () => {
+  const bytes = readFileSync('/work/shared/images/p04-tree.jpg');
+  const all = await postImage(server.url, bytes, { fields: { topk: '102' } });
+  assert.is(all.status, 200);
+  const { predictions } = all.body as { predictions: { label: string; probability: number }[] };
+  assert.is(predictions.length, 102);
+  assert.is(new Set(predictions.map((p) => p.label)).size, 102);
+  const sum = predictions.reduce((s, p) => s + p.probability, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-4, `the full softmax sums to 1, got ${sum}`);
+  const over = await postImage(server.url, bytes, { fields: { topk: '103' } });
+  assert.is(over.status, 400);
+  assert.is((over.body as { error: { code: string } }).error.code, 'bad_topk');
+});
+
+test.run();
