@@ -3,6 +3,8 @@
 import hashlib
 import inspect
 import pickle
+import types
+from unittest import mock
 from collections import OrderedDict
 
 from export_errors import UserError
@@ -53,11 +55,17 @@ def _torch_load(path, trust):
     if not trust and not safe_supported:
         raise UserError(f"torch {torch.__version__} cannot load checkpoints safely (no weights_only); "
                         f"pass --trust-checkpoint if you trust {path}")
-    kwargs = {"map_location": "cpu"}
-    if safe_supported:
-        kwargs["weights_only"] = not trust
     try:
-        return torch.load(path, **kwargs)
+        if trust:
+            return torch.load(path, map_location="cpu", **({"weights_only": False} if safe_supported else {}))
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            # torch < 2.0's weights_only reader refuses plain opcodes such as BINFLOAT (a float like lr=0.1 in
+            # an optimizer state); the same allow-list of classes over the full opcode set reads those safely.
+            if "Unsupported operand" not in str(e):
+                raise
+            return _load_allow_listed(path)
     except pickle.UnpicklingError as e:
         if trust:
             raise UserError(f"corrupt checkpoint {path}: {_first_line(e)}") from None
@@ -71,6 +79,40 @@ def _torch_load(path, trust):
                         f"re-save it with torch.save(model.state_dict(), path)") from None
     except (RuntimeError, EOFError, KeyError, ValueError) as e:
         raise UserError(f"corrupt or truncated checkpoint {path}: {_first_line(e) or type(e).__name__}") from None
+
+
+def _load_allow_listed(path):
+    """torch.load(weights_only=True) with an unpickler that resolves only the globals torch's weights_only allows.
+
+    Python's documented way to restrict unpickling: every class or function a pickle names or calls goes through
+    find_class, so refusing all but tensors, storages, dtypes and OrderedDict runs no foreign code. torch 1.13
+    ignores torch.load's pickle_module argument, so the weights_only reader it uses is swapped for the call.
+    """
+    import torch
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    used = []
+
+    class AllowListUnpickler(pickle.Unpickler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            used.append(True)
+
+        def find_class(self, module, name):
+            allowed = _get_allowed_globals().get(f"{module}.{name}")
+            if allowed is None:
+                raise pickle.UnpicklingError(f"Unsupported class {module}.{name}")
+            return allowed
+
+    reader = types.ModuleType("allow_listed_pickle")
+    reader.Unpickler = AllowListUnpickler
+    reader.load = lambda file, **kwargs: AllowListUnpickler(file, **kwargs).load()
+    with mock.patch.object(torch.serialization, "_weights_only_unpickler", reader):
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    if not used:
+        # This torch reads weights_only files some other way: refuse rather than trust an unknown path.
+        raise pickle.UnpicklingError("Unsupported operand (torch's safe loader cannot read this file)")
+    return loaded
 
 
 def _first_line(error):
