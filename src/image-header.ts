@@ -63,6 +63,10 @@ function megapixels(pixels: number): string {
   return (pixels / 1e6).toFixed(1);
 }
 
+function unsupported(what: string, instead: string): ServiceError {
+  return new ServiceError(415, 'unsupported_format', `${what} is not supported; ${instead}.`);
+}
+
 export function corrupt(format: ImageFormat, what: string, cause?: unknown): ServiceError {
   return new ServiceError(422, 'corrupt_image',
     `The ${FORMAT_NAMES[format]} file is corrupt or truncated: ${what}. Re-export or re-upload the complete image.`, { cause });
@@ -156,9 +160,11 @@ function parseJpeg(r: ByteReader): ImageHeader {
     const length = r.u16(offset, false);
     if (length === undefined || length < 2 || !r.has(offset, length)) throw corrupt('jpeg', 'the file ends inside its header');
     if (JPEG_SOF.has(marker)) {
+      const precision = r.u8(offset + 2);
+      if (precision !== 8) throw unsupported(`A ${precision}-bit JPEG`, 'save it as an 8-bit JPEG or a PNG');
       const height = r.u16(offset + 3, false) ?? 0;
       const width = r.u16(offset + 5, false) ?? 0;
-      return { format: 'jpeg', width, height, orientation, components: r.u8(offset + 7), bitDepth: r.u8(offset + 2) };
+      return { format: 'jpeg', width, height, orientation, components: r.u8(offset + 7), bitDepth: precision };
     }
     if (marker === 0xe1 && r.startsWith(offset + 2, 'Exif\0\0')) {
       orientation = tiffOrientation(r, offset + 8, offset + length) ?? orientation;
@@ -259,6 +265,8 @@ function parseWebp(r: ByteReader): ImageHeader {
     const width = r.u24le(24);
     const height = r.u24le(27);
     if (width === undefined || height === undefined) throw corrupt('webp', 'the file ends inside its header');
+    // Flag bit 1: animation (libwebp's still-image decoder, the one used here, cannot read it).
+    if ((r.u8(20) ?? 0) & 0x02) throw unsupported('Animated WebP', 'send a still image, or the animation as a GIF');
     return { ...base, width: width + 1, height: height + 1, orientation: webpOrientation(r) };
   }
   throw corrupt('webp', 'it has no VP8, VP8L or VP8X chunk');

@@ -81,6 +81,13 @@ test('damaged headers: 422 corrupt_image naming what is wrong', () => {
   throwsService(() => readImageHeader(zeroHeight), 422, 'corrupt_image', /size of 5x0 pixels/);
 });
 
+test('recognised but unsupported variants: 415 saying what to send instead', () => {
+  const animated = bytes('RIFF', [0, 0, 0, 0], 'WEBP', 'VP8X', [10, 0, 0, 0], [0x02, 0, 0, 0], [9, 0, 0], [9, 0, 0]);
+  throwsService(() => readImageHeader(animated), 415, 'unsupported_format', /Animated WebP is not supported; send a still image/);
+  const twelveBit = bytes([0xff, 0xd8, 0xff, 0xc1, 0, 11, 12, 0, 8, 0, 8, 3, 1, 0x11, 0]);
+  throwsService(() => readImageHeader(twelveBit), 415, 'unsupported_format', /12-bit JPEG is not supported; save it as an 8-bit JPEG/);
+});
+
 test('not images: 415 naming the accepted formats; empty: 400', () => {
   throwsService(() => readImageHeader(new Uint8Array(0)), 400, 'empty_file', /empty/);
   throwsService(() => readImageHeader(bytes('%PDF-1.7')), 415, 'unsupported_format', /PDF document.*JPEG, PNG, GIF, BMP, WebP or TIFF/);
