@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Tf } from '../src/runtime';
+import { loadRuntime, type Tf } from '../src/runtime';
 
 interface Setting { intra: number | null; inter: number | null }
 interface Sample { batch1Ms: number; batch1CpuMs: number; batch8Ms: number }
@@ -37,8 +37,6 @@ function resnet18(tf: Tf, classes: number): import('@tensorflow/tfjs-node').Laye
 
 /** Child side: load with one setting, time median latency of batch 1 and batch 8, print a Sample. */
 function measure(setting: Setting): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { loadRuntime } = require('../src/runtime') as typeof import('../src/runtime');
   const { tf } = loadRuntime({
     device: 'cpu',
     intraOpThreads: setting.intra ?? undefined,
