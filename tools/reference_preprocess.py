@@ -7,9 +7,9 @@ Two commands, both driven by a JSON spec so the tests decide what to compare:
       SPEC: {"size": [H, W], "mean": [3], "std": [3], "honour_exif": bool, "files": [path, ...]}
       For each file: Image.open -> (ImageOps.exif_transpose when honour_exif) -> convert('RGB')
       -> transforms.Resize((H, W)) -> ToTensor -> Normalize(mean, std), written as raw little-endian
-      float32 [3, H, W] (NCHW), plus the 8-bit resized image as raw uint8 [H, W, 3].
+      float32 [3, H, W] (NCHW).
       Writes OUT_DIR/index.json: {"size", "mean", "std", "files": [{"file", "ok", "mode", "width", "height",
-      "tensor", "resized", "policy"} | {"file", "ok": false, "error"}]}.
+      "tensor", "policy"} | {"file", "ok": false, "error"}]}.
 
   resize SPEC.json OUT_DIR
       SPEC: {"cases": [{"name", "input": raw uint8 file, "shape": [h, w, 3], "size": [H, W]}]}
@@ -55,13 +55,11 @@ def pipeline(spec, out_dir):
         except Exception as err:  # the tests compare which files PIL refuses, so every refusal is data
             entries.append({'file': path, 'ok': False, 'error': f'{type(err).__name__}: {err}'})
             continue
-        resized = resize(rgb)
-        tensor = normalize(to_tensor(resized))
+        tensor = normalize(to_tensor(resize(rgb)))
         stem = f'{i:03d}'
         tensor.numpy().astype('<f4').tofile(os.path.join(out_dir, f'{stem}.f32'))
-        np.asarray(resized, dtype=np.uint8).tofile(os.path.join(out_dir, f'{stem}.u8'))
         entries.append({'file': path, 'ok': True, 'mode': mode, 'width': rgb.width, 'height': rgb.height,
-                        'tensor': f'{stem}.f32', 'resized': f'{stem}.u8', 'policy': policy})
+                        'tensor': f'{stem}.f32', 'policy': policy})
     index = {'size': [height, width], 'mean': spec['mean'], 'std': spec['std'], 'files': entries}
     with open(os.path.join(out_dir, 'index.json'), 'w') as f:
         json.dump(index, f, indent=1)

@@ -19,7 +19,7 @@ export interface PipelineSpec {
 }
 
 export type PipelineEntry =
-  | { file: string; ok: true; mode: string; width: number; height: number; tensor: string; resized: string; policy: string | null }
+  | { file: string; ok: true; mode: string; width: number; height: number; tensor: string; policy: string | null }
   | { file: string; ok: false; error: string };
 
 export interface PipelineReference {
