@@ -109,6 +109,8 @@ function uploadError(err: unknown, maxBytes: number): ServiceError {
         ? new ServiceError(400, 'bad_request', `Send exactly one file in field "${FIELD}".`, { cause: err })
         : new ServiceError(400, 'bad_request', `Unexpected file field ${JSON.stringify(field)}: ${USAGE_HINT}.`, { cause: err });
     default:
-      return new ServiceError(400, 'bad_request', `Malformed multipart/form-data body (${(err as Error).message}): ${USAGE_HINT}.`, { cause: err });
+      return typeof code === 'string' && code.startsWith('LIMIT_')
+        ? new ServiceError(400, 'bad_request', `The form goes over a limit (${(err as Error).message}): send only the file field "${FIELD}" and optionally "topk".`, { cause: err })
+        : new ServiceError(400, 'bad_request', `Malformed multipart/form-data body (${(err as Error).message}): ${USAGE_HINT}.`, { cause: err });
   }
 }

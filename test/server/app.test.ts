@@ -172,6 +172,9 @@ test('no image field, another field, an empty file, a malformed body: 400 with w
     assert.is(malformed.status, 400);
     assert.is((malformed.body as { error: { code: string } }).error.code, 'bad_request');
     assert.match((malformed.body as { error: { message: string } }).error.message, /^Malformed multipart\/form-data body \(.+\): send multipart/);
+    const crowded = await postImage(url, photo('p04-tree.jpg'), { fields: Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`f${i}`, 'x'])) });
+    assert.is(crowded.status, 400);
+    assert.equal(crowded.body, errorBody('bad_request', 'The form goes over a limit (Too many fields): send only the file field "image" and optionally "topk".'));
   });
 });
 
