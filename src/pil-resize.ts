@@ -101,19 +101,30 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
   }
   const { height, width, rows, columns } = weights;
   return tf.tidy(() => {
-    // Channel-major rows so that each pass is a plain 2-D product over the resized axis.
-    let planes = tf.transpose(pixels, [2, 0, 1]).reshape([3 * srcHeight, srcWidth]) as Tensor2D;
-    if (columns) {
-      planes = roundPass(tf, tf.matMul(planes, tf.tensor2d(columns, [srcWidth, width], 'int32')));
+    const columnWeights = columns && tf.tensor2d(columns, [srcWidth, width], 'int32');
+    // Horizontal pass in bands of rows, each disposed before the next, so a large upload is never copied whole.
+    const bandRows = Math.max(1, Math.floor(BAND_VALUES / (3 * srcWidth)));
+    const bands: Tensor2D[] = [];
+    for (let top = 0; top < srcHeight; top += bandRows) {
+      const count = Math.min(bandRows, srcHeight - top);
+      bands.push(tf.tidy(() => {
+        // Channel-major rows [3 * count, srcWidth], so that the pass is one plain 2-D product.
+        let planes = tf.transpose(tf.slice(pixels, [top, 0, 0], [count, srcWidth, 3]), [2, 0, 1]).reshape([3 * count, srcWidth]) as Tensor2D;
+        if (columnWeights) planes = roundPass(tf, tf.matMul(planes, columnWeights));
+        // [3, count, width] -> [count, 3 * width]: rows first for the vertical pass.
+        return tf.transpose(planes.reshape([3, count, width]), [1, 0, 2]).reshape([count, 3 * width]) as Tensor2D;
+      }));
     }
-    // [3, srcHeight, width] -> [srcHeight, 3 * width]: the vertical pass multiplies from the left.
-    let lines = tf.transpose(planes.reshape([3, srcHeight, width]), [1, 0, 2]).reshape([srcHeight, 3 * width]) as Tensor2D;
+    let lines = bands.length === 1 ? bands[0] : tf.concat(bands, 0);
     if (rows) {
       lines = roundPass(tf, tf.matMul(tf.tensor2d(rows, [height, srcHeight], 'int32'), lines));
     }
     return tf.transpose(lines.reshape([height, 3, width]), [0, 2, 1]) as Tensor3D;
   });
 }
+
+/** Values per band of the horizontal pass (4 Mi int32 values: 16 MiB per temporary copy). */
+const BAND_VALUES = 2 ** 22;
 
 /** Pillow's clip8: (sum + 2^21) >> 22, clipped to 0..255. */
 function roundPass(tf: Tf, sums: Tensor2D): Tensor2D {
