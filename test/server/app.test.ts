@@ -188,7 +188,17 @@ test('an upload over the size limit is 413 file_too_large', async () => {
 });
 
 test('every file in bad/ gets a 4xx JSON error, the next request succeeds, and no tensor is kept', async () => {
-  const expectedStatus: Record<string, number> = { 'empty.jpg': 400, 'bomb.png': 413, 'garbage.jpg': 415, 'text.png': 415, 'zip.jpg': 415, 'html.gif': 415 };
+  const expectedStatus: Record<string, number> = {
+    'empty.jpg': 400,
+    'bomb.png': 413,
+    'header-only.png': 413,
+    'garbage.jpg': 415,
+    'text.png': 415,
+    'zip.jpg': 415,
+    'html.gif': 415,
+    'truncated.jpg': 422,
+    'corrupt-scan.jpg': 422,
+  };
   const codes: Record<number, string[]> = { 400: ['empty_file', 'corrupt_image'], 413: ['image_too_large'], 415: ['unsupported_format'], 422: ['corrupt_image'] };
   await withApp({}, async (url) => {
     const good = photo('p07-robin.jpg');
