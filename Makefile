@@ -31,16 +31,17 @@ $(STAMPS)/python: | $(STAMPS)
 	touch $@
 deps-python: $(STAMPS)/python
 
-# pip only downloads the TensorFlow wheel (nothing is installed into Python).
-$(STAMPS)/pip: | $(STAMPS)
-	@if ! $(PYTHON) -m pip --version >/dev/null 2>&1; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip; \
+# What building the native addon needs: pip (only downloads the TensorFlow wheel), a C++ compiler and make.
+$(STAMPS)/native-tools: | $(STAMPS)
+	@if ! { $(PYTHON) -m pip --version && command -v g++ && command -v make; } >/dev/null 2>&1; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    python3-pip g++ make; \
 	fi
 	touch $@
 
 # Native TensorFlow for tfjs-node(-gpu), built from a pinned PyPI wheel (docs/runtime.md). Always runs the script:
 # it checks a marker inside node_modules, so it also notices a manual `npm ci`, and a second run does nothing.
-setup: $(STAMPS)/npm $(STAMPS)/pip
+setup: $(STAMPS)/npm $(STAMPS)/native-tools
 	PYTHON=$(PYTHON) tools/native/setup-binding.sh cpu
 # The CPU binding too: `auto` falls back to it, and tests run on it.
 setup-gpu: setup

@@ -6,7 +6,7 @@
 # Idempotent: a second run with the same pins only checks the marker file and exits.
 set -euo pipefail
 
-usage="usage: tools/native/setup-binding.sh cpu|gpu   (env: PYTHON, NODEDIR, NODE_GYP)"
+usage="usage: tools/native/setup-binding.sh cpu|gpu   (env: TF_SOURCE=pypi|npm, PYTHON, NODEDIR, NODE_GYP)"
 [[ $# -eq 1 ]] || { echo "$usage" >&2; exit 2; }
 
 TF_VERSION=2.21.0
@@ -20,23 +20,47 @@ case "$1" in
   *) echo "unknown variant '$1'; $usage" >&2; exit 2 ;;
 esac
 
-if [[ "$(uname -s)-$(uname -m)" != Linux-x86_64 ]]; then
-  echo "the PyPI wheel route is built for Linux x86_64 only (this is $(uname -s)-$(uname -m));" \
-       "with internet access run 'npm rebuild $pkg' and let tfjs-node download its own libtensorflow" >&2
-  exit 1
-fi
-
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 pkg_dir=$root/node_modules/$pkg
-cache=$root/.cache/native
-wheel=$cache/${project//-/_}-$TF_VERSION-$WHEEL_TAG.whl
-marker=$pkg_dir/deps/provisioned-from
-want="$project $TF_VERSION $sha256"
-
 [[ -f $pkg_dir/package.json ]] || { echo "$pkg is not installed: run 'make setup' (it runs npm ci first)" >&2; exit 1; }
 cd "$root"
 # Where tfjs-node's index.js will look for the addon (node-pre-gyp's module_path for this Node's N-API version).
 addon=$(node -p "require('@mapbox/node-pre-gyp').find(require.resolve('$pkg/package.json'))")
+marker=$pkg_dir/deps/provisioned-from
+
+# Fails unless the package loads on the native backend; prints the libtensorflow version it reports.
+loaded_version() {
+  TF_CPP_MIN_LOG_LEVEL=2 node -e "
+    const tf = require('$pkg');
+    if (tf.getBackend() !== 'tensorflow') throw new Error('backend is ' + tf.getBackend());
+    process.stdout.write(tf.backend().binding.TF_Version);"
+}
+
+case "${TF_SOURCE:-pypi}" in
+  pypi) ;;
+  npm)
+    # tfjs-node's own installer: libtensorflow 2.9.1 and a prebuilt addon from Google's storage (needs that access).
+    if [[ -f $addon && ! -f $marker ]]; then
+      echo "$pkg: native addon already installed by tfjs-node's installer"
+      exit 0
+    fi
+    rm -rf "$pkg_dir/deps" "$pkg_dir/lib"
+    (cd "$pkg_dir" && PATH=$root/node_modules/.bin:$PATH node scripts/install.js "$1" download)
+    echo "$pkg: ready (tfjs-node's download, TensorFlow $(loaded_version))"
+    exit 0 ;;
+  *) echo "TF_SOURCE must be pypi (default: build from the PyPI wheel) or npm (tfjs-node's own download)," \
+          "got '$TF_SOURCE'" >&2; exit 2 ;;
+esac
+
+if [[ "$(uname -s)-$(uname -m)" != Linux-x86_64 ]]; then
+  echo "the PyPI wheel route is built for Linux x86_64 only (this is $(uname -s)-$(uname -m));" \
+       "with access to Google's storage use TF_SOURCE=npm (tfjs-node's own download)" >&2
+  exit 1
+fi
+
+cache=$root/.cache/native
+wheel=$cache/${project//-/_}-$TF_VERSION-$WHEEL_TAG.whl
+want="$project $TF_VERSION $sha256"
 
 if [[ -f $addon && -f $marker && "$(cat "$marker")" == "$want" ]]; then
   echo "$pkg: native addon already built against $project $TF_VERSION"
@@ -47,7 +71,8 @@ mkdir -p "$cache"
 if [[ ! -f $wheel ]] || ! echo "$sha256  $wheel" | sha256sum --check --status; then
   echo "$pkg: fetching $project==$TF_VERSION wheel with pip"
   tmp=$(mktemp -d "$cache/download.XXXXXX")
-  "${PYTHON:-python3}" -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+  # --no-cache-dir: .cache/native keeps the one copy.
+  "${PYTHON:-python3}" -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: --implementation cp \
     --python-version 3.11 --platform manylinux_2_27_x86_64 --dest "$tmp" "$project==$TF_VERSION"
   if ! echo "$sha256  $tmp/$(basename "$wheel")" | sha256sum --check --status; then
     echo "$project $TF_VERSION wheel does not match the pinned sha256 $sha256; refusing to use it" >&2
@@ -59,10 +84,20 @@ fi
 
 echo "$pkg: unpacking libtensorflow and C headers into deps/"
 staging=$(mktemp -d "$pkg_dir/deps.XXXXXX")
+chmod 755 "$staging"
 # The headers the binding's sources pull in (checked with g++ -M against the wheel's tensorflow/include).
-unzip -q "$wheel" -d "$staging/wheel" 'tensorflow/libtensorflow_cc.so.2' 'tensorflow/libtensorflow_framework.so.2' \
-  'tensorflow/include/tensorflow/c/*' 'tensorflow/include/tensorflow/core/platform/ctstring*' \
-  'tensorflow/include/tsl/platform/ctstring*' 'tensorflow/include/xla/tsl/c/*'
+# Python's zipfile rather than unzip, which a fresh Debian lacks.
+"${PYTHON:-python3}" - "$wheel" "$staging/wheel" <<'PY'
+import fnmatch, sys, zipfile
+wanted = ['tensorflow/libtensorflow_cc.so.2', 'tensorflow/libtensorflow_framework.so.2',
+          'tensorflow/include/tensorflow/c/*', 'tensorflow/include/tensorflow/core/platform/ctstring*',
+          'tensorflow/include/tsl/platform/ctstring*', 'tensorflow/include/xla/tsl/c/*']
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    names = [n for n in wheel.namelist() if any(fnmatch.fnmatch(n, w) for w in wanted)]
+    if not any(n.endswith('libtensorflow_cc.so.2') for n in names):
+        sys.exit(f'{sys.argv[1]} has no tensorflow/libtensorflow_cc.so.2')
+    wheel.extractall(sys.argv[2], names)
+PY
 mkdir -p "$staging/lib"
 mv "$staging/wheel/tensorflow/include" "$staging/include"
 mv "$staging/wheel/tensorflow/"libtensorflow_*.so.2 "$staging/lib/"
@@ -91,11 +126,9 @@ echo "$pkg: building the addon with node-gyp (nodedir=$nodedir)"
   --build-from-source --nodedir="$nodedir" --loglevel=warn)
 rm -rf "$pkg_dir/build"
 
-loaded=$(TF_CPP_MIN_LOG_LEVEL=2 node -e "
-  const tf = require('$pkg');
-  process.stdout.write(tf.getBackend() + ' ' + tf.backend().binding.TF_Version);")
-if [[ $loaded != "tensorflow $TF_VERSION" ]]; then
-  echo "$pkg: the built addon reports '$loaded', expected 'tensorflow $TF_VERSION'" >&2
+loaded=$(loaded_version)
+if [[ $loaded != "$TF_VERSION" ]]; then
+  echo "$pkg: the built addon reports TensorFlow '$loaded', expected '$TF_VERSION'" >&2
   exit 1
 fi
 echo "$want" > "$marker"
