@@ -22,6 +22,10 @@ esac
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 pkg_dir=$root/node_modules/$pkg
+# Concurrent runs (parallel `make test`s) would swap deps/ under each other: one at a time per package.
+mkdir -p "$root/.cache/native"
+exec 9>"$root/.cache/native/setup-$1.lock"
+flock 9
 [[ -f $pkg_dir/package.json ]] || { echo "$pkg is not installed: run 'make setup' (it runs npm ci first)" >&2; exit 1; }
 cd "$root"
 # Where tfjs-node's index.js will look for the addon (node-pre-gyp's module_path for this Node's N-API version).
@@ -67,7 +71,6 @@ if [[ -f $addon && -f $marker && "$(cat "$marker")" == "$want" ]]; then
   exit 0
 fi
 
-mkdir -p "$cache"
 if [[ ! -f $wheel ]] || ! echo "$sha256  $wheel" | sha256sum --check --status; then
   echo "$pkg: fetching $project==$TF_VERSION wheel with pip"
   tmp=$(mktemp -d "$cache/download.XXXXXX")
