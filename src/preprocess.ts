@@ -46,7 +46,7 @@ export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Te
 }
 
 /** A Map that forgets its least recently used entry beyond `capacity`. */
-class LruCache<K, V> {
+export class LruCache<K, V> {
   private readonly entries = new Map<K, V>();
 
   constructor(private readonly capacity: number) {

@@ -1,10 +1,11 @@
 // Preprocessing parity: decode + preprocess against torchvision's PIL pipeline on every test photo and format file.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeImage } from '../../src/decode';
-import { createPreprocessor } from '../../src/preprocess';
+import { createPreprocessor, LruCache } from '../../src/preprocess';
 import { tf } from '../helpers/runtime';
 import { IMAGES, pipelineReference, type PipelineEntry, type PipelineSpec } from './reference';
 
@@ -104,6 +105,29 @@ test('createPreprocessor refuses bad options with the offending values', () => {
   assert.throws(() => createPreprocessor(tf, { height: 0, width: 64, mean: MEAN, std: STD }), /0x64/);
   assert.throws(() => createPreprocessor(tf, { height: 64, width: 64, mean: [0.5], std: STD }), /mean \[0.5\]/);
   assert.throws(() => createPreprocessor(tf, { height: 64, width: 64, mean: MEAN, std: [1, 0, 1] }), /std \[1,0,1\]/);
+});
+
+test('LruCache keeps the most recently used entries up to its capacity', () => {
+  const cache = new LruCache<string, number>(2);
+  cache.set('a', 1);
+  cache.set('b', 2);
+  assert.is(cache.get('a'), 1); // 'a' is now the most recent, so 'b' goes first
+  cache.set('c', 3);
+  assert.equal([cache.get('a'), cache.get('b'), cache.get('c')], [1, undefined, 3]);
+  assert.throws(() => new LruCache(0), /positive integer, got 0/);
+});
+
+test('one preprocessor serves many source sizes, beyond its cache size, with the same results', async () => {
+  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD, cacheSize: 1 });
+  const sizes: [number, number][] = [[10, 12], [30, 7], [10, 12]];
+  const outputs = sizes.map(([h, w]) => {
+    const pixels = tf.tidy(() => tf.range(0, h * w * 3, 1, 'int32').mod(256).toInt().reshape([h, w, 3]) as Tensor3D);
+    const out = preprocess(pixels);
+    const values = Array.from(out.dataSync());
+    tf.dispose([pixels, out]);
+    return values;
+  });
+  assert.equal(outputs[2], outputs[0], 'weights rebuilt after eviction give the same result');
 });
 
 test.run();
