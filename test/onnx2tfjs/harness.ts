@@ -25,7 +25,8 @@ export const A = {
 export interface Const {
   dtype: ElemType;
   shape: number[];
-  data: number[] | Float32Array;
+  /** int64 entries may be bigints (INT64_MAX does not fit a double). */
+  data: (number | bigint)[] | Float32Array;
 }
 
 export interface NodeSpec {
@@ -47,9 +48,10 @@ export interface ModelSpec {
 
 export function tensorProto(name: string, c: Const): onnx.ITensorProto {
   const t: onnx.ITensorProto = { name, dims: c.shape, dataType: CODE[c.dtype] };
-  if (c.dtype === 'float32') t.floatData = Array.from(c.data);
-  else if (c.dtype === 'int64') t.int64Data = Array.from(c.data);
-  else t.int32Data = Array.from(c.data);
+  if (c.dtype === 'float32') t.floatData = Array.from(c.data, Number);
+  // int64 goes through raw_data: exact for any value, and it exercises the reader's raw path.
+  else if (c.dtype === 'int64') t.rawData = new Uint8Array(BigInt64Array.from(Array.from(c.data, (v) => BigInt(v))).buffer);
+  else t.int32Data = Array.from(c.data, Number);
   return t;
 }
 

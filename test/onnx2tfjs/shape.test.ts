@@ -1,0 +1,117 @@
+// ops/shape.ts against onnxruntime: flattening NHWC maps in NCHW order, shape subgraphs with a dynamic batch,
+// channel shuffle, Squeeze/Unsqueeze, Cast, Constant, Identity/Dropout.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { A, buildModel, checkAgainstOrt, ModelSpec, randConst, tfOps } from './harness';
+import { convertOnnx } from '../../tools/onnx2tfjs/converter';
+
+const i64 = (data: number[]) => ({ dtype: 'int64' as const, shape: [data.length], data });
+
+test('Flatten of a conv output keeps NCHW element order (VGG/AlexNet heads), axis 1 and axis 2', async () => {
+  for (const axis of [1, 2]) {
+    await checkAgainstOrt({
+      inputs: [{ name: 'x', shape: ['N', 3, 5, 4] }],
+      initializers: { w: randConst([6, 3, 3, 3], 1) },
+      nodes: [{ op: 'Conv', inputs: ['x', 'w'], outputs: ['c'] }, { op: 'Flatten', inputs: ['c'], outputs: ['y'], attrs: { axis: A.i(axis) } }],
+      outputs: ['y'],
+    }, { nhwc: ['x'] });
+  }
+});
+
+test('x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape with a dynamic batch is folded', async () => {
+  const spec: ModelSpec = {
+    inputs: [{ name: 'x', shape: ['N', 3, 4, 5] }],
+    initializers: { zero: { dtype: 'int64', shape: [], data: [0] }, minus1: i64([-1]), ax0: i64([0]) },
+    nodes: [
+      { op: 'Relu', inputs: ['x'], outputs: ['r'] },
+      { op: 'Shape', inputs: ['r'], outputs: ['s'] },
+      { op: 'Gather', inputs: ['s', 'zero'], outputs: ['n'], attrs: { axis: A.i(0) } },
+      { op: 'Unsqueeze', inputs: ['n', 'ax0'], outputs: ['n1'] },
+      { op: 'Concat', inputs: ['n1', 'minus1'], outputs: ['shape'], attrs: { axis: A.i(0) } },
+      { op: 'Reshape', inputs: ['r', 'shape'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  };
+  const m = await checkAgainstOrt(spec, { nhwc: ['x'] });
+  assert.not.ok('Shape' in tfOps(m) || 'GatherV2' in tfOps(m), 'the shape subgraph leaves no run-time ops');
+});
+
+test('ShuffleNet channel shuffle: Reshape [N,2,C/2,H,W] -> Transpose -> Reshape [N,C,H,W] on an NHWC tensor', async () => {
+  await checkAgainstOrt({
+    inputs: [{ name: 'x', shape: ['N', 6, 3, 4] }],
+    initializers: { s1: i64([-1, 2, 3, 3, 4]), s2: i64([-1, 6, 3, 4]), w: randConst([6, 6, 1, 1], 2) },
+    nodes: [
+      { op: 'Relu', inputs: ['x'], outputs: ['r'] },
+      { op: 'Reshape', inputs: ['r', 's1'], outputs: ['a'] },
+      { op: 'Transpose', inputs: ['a'], outputs: ['b'], attrs: { perm: A.ints([0, 2, 1, 3, 4]) } },
+      { op: 'Reshape', inputs: ['b', 's2'], outputs: ['c'] },
+      { op: 'Conv', inputs: ['c', 'w'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }, { nhwc: ['x'] });
+});
+
+test('Reshape with 0 (copy) and -1 (infer), and allowzero', async () => {
+  await checkAgainstOrt({
+    inputs: [{ name: 'x', shape: ['N', 3, 4, 5] }],
+    initializers: { s: i64([0, 3, -1]) },
+    nodes: [{ op: 'Reshape', inputs: ['x', 's'], outputs: ['y'] }],
+    outputs: ['y'],
+  }, { nhwc: ['x'] });
+  await checkAgainstOrt({
+    inputs: [{ name: 'x', shape: [2, 3, 4] }],
+    initializers: { s: i64([4, 6]) },
+    nodes: [{ op: 'Reshape', inputs: ['x', 's'], outputs: ['y'], attrs: { allowzero: A.i(1) } }],
+    outputs: ['y'],
+    opset: 14,
+  });
+});
+
+test('Transpose of a plain tensor, Squeeze and Unsqueeze (attribute and input forms)', async () => {
+  await checkAgainstOrt({
+    inputs: [{ name: 'x', shape: [2, 1, 3, 4] }],
+    initializers: { ax: i64([1]), ax2: i64([0, 3]) },
+    nodes: [
+      { op: 'Transpose', inputs: ['x'], outputs: ['t'], attrs: { perm: A.ints([3, 1, 0, 2]) } },
+      { op: 'Squeeze', inputs: ['t', 'ax'], outputs: ['s'] },
+      { op: 'Unsqueeze', inputs: ['s', 'ax2'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  });
+  await checkAgainstOrt({
+    inputs: [{ name: 'x', shape: [2, 1, 3] }],
+    nodes: [
+      { op: 'Squeeze', inputs: ['x'], outputs: ['s'], attrs: { axes: A.ints([1]) } },
+      { op: 'Unsqueeze', inputs: ['s'], outputs: ['y'], attrs: { axes: A.ints([-1]) } },
+    ],
+    outputs: ['y'],
+    opset: 11,
+  });
+});
+
+test('Cast float -> int64 -> float truncates toward zero; Constant, Identity and Dropout pass values through', async () => {
+  await checkAgainstOrt({
+    inputs: [{ name: 'x', shape: [3, 4] }],
+    nodes: [
+      { op: 'Constant', inputs: [], outputs: ['k'], attrs: { value: A.t({ dtype: 'float32', shape: [4], data: [1, 2, 3, 4] }) } },
+      { op: 'Mul', inputs: ['x', 'k'], outputs: ['xk'] },
+      { op: 'Cast', inputs: ['xk'], outputs: ['i'], attrs: { to: A.i(7) } },
+      { op: 'Cast', inputs: ['i'], outputs: ['f'], attrs: { to: A.i(1) } },
+      { op: 'Identity', inputs: ['f'], outputs: ['g'] },
+      { op: 'Dropout', inputs: ['g'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  });
+});
+
+test('a reshape needing two run-time dims is refused with a clear message', () => {
+  const bytes = buildModel({
+    inputs: [{ name: 'x', shape: ['N', 'M', 4] }],
+    initializers: { s: i64([0, 0, 2, 2]) },
+    nodes: [{ op: 'Reshape', name: 'rs', inputs: ['x', 's'], outputs: ['y'] }],
+    outputs: ['y'],
+  });
+  assert.throws(() => convertOnnx(bytes), /Reshape node "rs" \(opset 13\): reshape to \[N, M, 2, 2\] needs more than one run-time dimension/);
+});
+
+test.run();
