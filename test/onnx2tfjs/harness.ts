@@ -160,7 +160,7 @@ export async function checkAgainstOrt(spec: ModelSpec, opts: { nhwc?: string[]; 
 }
 
 /** Random float32 constant with a seed. */
-export function randConst(shape: number[], seed: number, scale = 1): Const {
+export function randConst(shape: number[], seed: number, scale = 1): Const & { data: Float32Array } {
   return { dtype: 'float32', shape, data: seeded(shape.reduce((a, b) => a * b, 1), seed, scale) };
 }
 
