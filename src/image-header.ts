@@ -47,10 +47,22 @@ export function readImageHeader(bytes: Uint8Array): ImageHeader {
 }
 
 /**
- * Refuses images whose pixel count exceeds `maxPixels` (decompression bombs), using only the header.
+ * Longest side accepted, whatever the pixel count (JPEG's own limit): the resize keeps dense weight matrices of
+ * side x output size, which an extreme strip (say 1 x 30,000,000) would blow up to gigabytes.
+ */
+export const MAX_SIDE = 65535;
+
+/**
+ * Refuses images whose pixel count exceeds `maxPixels` (decompression bombs) or whose longer side exceeds
+ * MAX_SIDE, using only the header.
  * @throws ServiceError 413 image_too_large
  */
 export function checkPixelLimit(header: ImageHeader, maxPixels: number): void {
+  if (Math.max(header.width, header.height) > MAX_SIDE) {
+    throw new ServiceError(413, 'image_too_large',
+      `The image is ${header.width}x${header.height} pixels; sides longer than ${MAX_SIDE} pixels are not accepted. ` +
+      'Downscale or crop it before uploading.');
+  }
   const pixels = header.width * header.height;
   if (pixels > maxPixels) {
     throw new ServiceError(413, 'image_too_large',

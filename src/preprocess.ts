@@ -10,8 +10,8 @@ export interface PreprocessOptions {
   /** Per-channel RGB mean and standard deviation on the 0..1 scale (as given to torchvision's Normalize). */
   mean: number[];
   std: number[];
-  /** How many source sizes keep their resize weights (least recently used dropped first); default 64. */
-  cacheSize?: number;
+  /** Bytes of resize weights kept for reuse across source sizes (least recently used dropped first); default 64 MiB. */
+  cacheBytes?: number;
 }
 
 /**
@@ -27,13 +27,13 @@ export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Te
   if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s > 0))) {
     throw new RangeError(`mean and std need 3 values each, std positive; got mean [${mean}] std [${std}]`);
   }
-  const cache = new LruCache<string, ResizeWeights>(opts.cacheSize ?? 64);
+  const cache = new LruCache<string, ResizeWeights>(opts.cacheBytes ?? 64 * 2 ** 20);
   const weightsFor = (srcHeight: number, srcWidth: number): ResizeWeights => {
     const key = `${srcHeight}x${srcWidth}`;
     const cached = cache.get(key);
     if (cached) return cached;
     const weights = resizeWeights(srcHeight, srcWidth, height, width);
-    cache.set(key, weights);
+    cache.set(key, weights, (weights.rows?.byteLength ?? 0) + (weights.columns?.byteLength ?? 0));
     return weights;
   };
   return (pixels) =>
@@ -45,27 +45,40 @@ export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Te
     });
 }
 
-/** A Map that forgets its least recently used entry beyond `capacity`. */
+/** A Map bounded by the total cost of its entries; the least recently used entries go first. */
 export class LruCache<K, V> {
-  private readonly entries = new Map<K, V>();
+  // A Map iterates in insertion order: re-inserting on use keeps the least recently used entry first.
+  private readonly entries = new Map<K, { value: V; cost: number }>();
+  private total = 0;
 
   constructor(private readonly capacity: number) {
-    if (!(Number.isInteger(capacity) && capacity > 0)) throw new RangeError(`cache size must be a positive integer, got ${capacity}`);
+    if (!(capacity > 0)) throw new RangeError(`cache capacity must be positive, got ${capacity}`);
   }
 
   get(key: K): V | undefined {
-    const value = this.entries.get(key);
-    if (value !== undefined) {
-      // Re-insert: a Map iterates in insertion order, so the first key is the least recently used.
-      this.entries.delete(key);
-      this.entries.set(key, value);
-    }
-    return value;
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    return entry.value;
   }
 
-  set(key: K, value: V): void {
+  /** Stores `value` unless its cost alone exceeds the capacity, evicting as needed. */
+  set(key: K, value: V, cost: number): void {
+    this.delete(key);
+    if (cost > this.capacity) return;
+    this.entries.set(key, { value, cost });
+    this.total += cost;
+    for (const oldest of this.entries.keys()) {
+      if (this.total <= this.capacity) break;
+      this.delete(oldest);
+    }
+  }
+
+  private delete(key: K): void {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return;
     this.entries.delete(key);
-    this.entries.set(key, value);
-    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as K);
+    this.total -= entry.cost;
   }
 }

@@ -41,6 +41,12 @@ test('checkPixelLimit: refuses past the limit with both sizes in the message', (
   throwsService(() => checkPixelLimit(header, 40_000_000), 413, 'image_too_large', /20000x20000 pixels \(400\.0 megapixels\).*40\.0 megapixels/);
 });
 
+test('checkPixelLimit: a side over 65535 pixels is refused even under the pixel limit', () => {
+  checkPixelLimit({ format: 'png', width: 65535, height: 1, orientation: 1 }, 1e9);
+  throwsService(() => checkPixelLimit({ format: 'png', width: 1, height: 65536, orientation: 1 }, 1e9), 413, 'image_too_large',
+    /1x65536 pixels; sides longer than 65535 pixels are not accepted/);
+});
+
 const bytes = (...parts: (string | number[])[]): Uint8Array =>
   Uint8Array.from(parts.flatMap((p) => (typeof p === 'string' ? [...p].map((c) => c.charCodeAt(0)) : p)));
 

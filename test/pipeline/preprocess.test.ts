@@ -107,18 +107,23 @@ test('createPreprocessor refuses bad options with the offending values', () => {
   assert.throws(() => createPreprocessor(tf, { height: 64, width: 64, mean: MEAN, std: [1, 0, 1] }), /std \[1,0,1\]/);
 });
 
-test('LruCache keeps the most recently used entries up to its capacity', () => {
-  const cache = new LruCache<string, number>(2);
-  cache.set('a', 1);
-  cache.set('b', 2);
+test('LruCache: bounded by total cost, least recently used evicted first, oversized entries not kept', () => {
+  const cache = new LruCache<string, number>(10);
+  cache.set('a', 1, 4);
+  cache.set('b', 2, 4);
   assert.is(cache.get('a'), 1); // 'a' is now the most recent, so 'b' goes first
-  cache.set('c', 3);
+  cache.set('c', 3, 4);
   assert.equal([cache.get('a'), cache.get('b'), cache.get('c')], [1, undefined, 3]);
-  assert.throws(() => new LruCache(0), /positive integer, got 0/);
+  cache.set('huge', 4, 11);
+  assert.equal([cache.get('huge'), cache.get('a'), cache.get('c')], [undefined, 1, 3]);
+  cache.set('a', 5, 10); // replacing an entry releases its old cost first
+  assert.equal([cache.get('a'), cache.get('c')], [5, undefined]);
+  assert.throws(() => new LruCache(0), /positive, got 0/);
 });
 
 test('one preprocessor serves many source sizes, beyond its cache size, with the same results', async () => {
-  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD, cacheSize: 1 });
+  // Room for one source size's weights only: (8 x 10 + 12 x 8) int32 values = 704 bytes.
+  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD, cacheBytes: 704 });
   const sizes: [number, number][] = [[10, 12], [30, 7], [10, 12]];
   const outputs = sizes.map(([h, w]) => {
     const pixels = tf.tidy(() => tf.range(0, h * w * 3, 1, 'int32').mod(256).toInt().reshape([h, w, 3]) as Tensor3D);
