@@ -87,7 +87,7 @@ export function createApp(deps: AppDeps): App {
   };
 }
 
-/** One log line per request, and `Connection: close` once shutting down so keep-alive clients move on. */
+/** One log line per request (with the decoded image's format and size), and `Connection: close` once shutting down. */
 function accessLog(logger: Logger, state: AppState): Koa.Middleware {
   return async (ctx, next) => {
     const start = process.hrtime.bigint();
@@ -96,7 +96,8 @@ function accessLog(logger: Logger, state: AppState): Koa.Middleware {
     } finally {
       if (state.stopping) ctx.set('Connection', 'close');
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      logger.info('request', { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10 });
+      const image = typeof ctx.state.image === 'string' ? { image: ctx.state.image } : {};
+      logger.info('request', { method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(ms * 10) / 10, ...image });
     }
   };
 }

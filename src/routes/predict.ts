@@ -71,6 +71,7 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
     ctx.res.once('close', onClose);
     try {
       const result = await ready.pipeline.predict(file.buffer, topk, { signal: controller.signal });
+      ctx.state.image = `${result.source.format} ${result.source.width}x${result.source.height}`;
       const body: PredictBody = { success: true, predictions: result.predictions };
       ctx.body = body;
     } finally {

@@ -77,7 +77,7 @@ test.before(async () => {
 test.after(() => model.dispose());
 
 test('POST /predict answers the original body with the top 3 of the model', async () => {
-  await withApp({}, async (url) => {
+  await withApp({}, async (url, logger) => {
     for (const name of ['p02-squirrel.jpg', 'p05-raccoon.png', 'p19-coins.png']) {
       const bytes = photo(name);
       const reply = await postImage(url, bytes, { filename: name });
@@ -85,6 +85,12 @@ test('POST /predict answers the original body with the top 3 of the model', asyn
       assert.match(reply.headers.get('content-type') ?? '', 'application/json');
       assertPredictions(reply.body, await expectedPredictions(bytes, 3));
     }
+    const logged = logger.lines.filter((l) => l.msg === 'request').map((l) => ({ ...l.fields, ms: undefined }));
+    assert.equal(logged, [
+      { method: 'POST', path: '/predict', status: 200, ms: undefined, image: 'jpeg 535x426' },
+      { method: 'POST', path: '/predict', status: 200, ms: undefined, image: 'png 1024x768' },
+      { method: 'POST', path: '/predict', status: 200, ms: undefined, image: 'png 384x303' },
+    ]);
   });
 });
 
