@@ -29,6 +29,11 @@ async function main(): Promise<number> {
   const runtime = { backend: info.backend, device: info.device, tensorflow: info.tfVersion };
   logger.info('runtime loaded', { ...runtime });
 
+  // Caught from here on: a signal during the model load is acted on once the load is over.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   const loading = loadPipeline(tf, config.modelDir, { maxPixels: config.maxPixels, honourExif: config.honourExif });
   const ready: Promise<Ready> = loading.then(({ pipeline, model }) => ({ pipeline, health: healthInfo(model, runtime) }));
   const app = createApp({ config, logger, ready });
@@ -65,10 +70,7 @@ async function main(): Promise<number> {
   logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo });
   if (metadata.source.demo) logger.warn('serving the UNTRAINED demo model: predictions are meaningless; convert your best.pth with `make convert`');
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await stopSignal;
   const clean = await shutdown(server, app.beginShutdown, config.shutdownGraceMs, logger, signal);
   model.dispose();
   logger.info('stopped', { clean });
