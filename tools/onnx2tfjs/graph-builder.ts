@@ -46,6 +46,7 @@ export const attr = {
 const INT32_MAX = 2147483647;
 
 function weightBytes(t: ConstTensor): Uint8Array {
+  if (t.data instanceof Float32Array) return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   if (t.dtype === 'float32') return new Uint8Array(Float32Array.from(t.data).buffer);
   if (t.dtype === 'bool') return Uint8Array.from(t.data, (v) => (v ? 1 : 0));
   // int64 narrows to int32 (tfjs has no int64); clamping keeps "to the end" sentinels such as INT64_MAX meaningful.

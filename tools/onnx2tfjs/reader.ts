@@ -1,4 +1,5 @@
 // Reads an ONNX ModelProto (via the onnx-proto package) into plain graph data: nodes, initializers, inputs, opset.
+import { endianness } from 'node:os';
 import { onnx } from 'onnx-proto';
 import { ConstTensor, Dim, DType, InvalidModelError, UnsupportedError } from './types';
 
@@ -56,6 +57,7 @@ function dtypeOf(code: number, what: string): DType {
 }
 
 type Long = { toNumber(): number };
+const LITTLE_ENDIAN = endianness() === 'LE';
 const toNumber = (v: number | Long): number => (typeof v === 'number' ? v : v.toNumber());
 
 function halfToFloat(h: number): number {
@@ -79,6 +81,8 @@ function readRaw(code: number, raw: Uint8Array, count: number, name: string): nu
     throw new InvalidModelError(`initializer "${name}": raw_data holds ${raw.byteLength} bytes, expected ${size * count}`);
   }
   if (code === T.FLOAT) {
+    // Bulk copy on little-endian hosts (raw_data is little-endian); element-wise reads otherwise.
+    if (LITTLE_ENDIAN) return new Float32Array(new Uint8Array(raw).buffer);
     const f = new Float32Array(count);
     for (let i = 0; i < count; i++) f[i] = view.getFloat32(i * 4, true);
     return f;

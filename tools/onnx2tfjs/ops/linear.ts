@@ -1,24 +1,28 @@
 // Gemm and MatMul: constant weights pre-transposed and pre-scaled, bias and Relu fused into _FusedMatMul.
 import { attr } from '../graph-builder';
 import { NodeContext } from '../context';
-import { broadcastDims, makeConst, transposeConst, unaryConst } from '../const-math';
+import { broadcastDims, makeConst, unaryConst } from '../const-math';
 import { ConstTensor, Dim, Value } from '../types';
 import { fuseFollowers } from './conv';
 import type { OpRegistry } from './index';
 
 const F = { T: attr.type('float32') };
 
-/** A [M,K] (runtime) x B [K,N] (constant) with optional bias [N] and activation, as one _FusedMatMul. */
-function denseRef(ctx: NodeContext, a: string, transA: boolean, b: ConstTensor, bias: Float64Array | null, act: string | null): string {
+/**
+ * A [M,K] (runtime) x B (constant; [K,N], or [N,K] with `transB`, as torch's Linear stores it) with optional
+ * bias [N] and activation, as one _FusedMatMul.
+ */
+function denseRef(ctx: NodeContext, a: string, transA: boolean, b: ConstTensor, transB: boolean, bias: Float64Array | null, act: string | null): string {
+  const n = b.shape[transB ? 0 : 1];
   const inputs = [a, ctx.constRef(b, 'weight')];
   if (bias === null && act === null) {
-    return ctx.op('MatMul', inputs, { ...F, transpose_a: attr.bool(transA), transpose_b: attr.bool(false) }, 'matmul');
+    return ctx.op('MatMul', inputs, { ...F, transpose_a: attr.bool(transA), transpose_b: attr.bool(transB) }, 'matmul');
   }
-  inputs.push(ctx.constRef(makeConst('float32', [b.shape[1]], bias ?? new Float64Array(b.shape[1])), 'bias'));
+  inputs.push(ctx.constRef(makeConst('float32', [n], bias ?? new Float64Array(n)), 'bias'));
   return ctx.op('_FusedMatMul', inputs, {
     ...F,
     transpose_a: attr.bool(transA),
-    transpose_b: attr.bool(false),
+    transpose_b: attr.bool(transB),
     fused_ops: attr.strs(['BiasAdd', ...(act ? [act] : [])]),
     num_args: attr.int(1),
     epsilon: attr.float(0),
@@ -54,9 +58,8 @@ function gemm(ctx: NodeContext): Value[] {
     if (cv.kind === 'const') cConst = unaryConst(cv.tensor, (x) => x * beta, 'float32');
   }
   if (bv.kind === 'const') {
-    let b = transB ? transposeConst(bv.tensor, [1, 0]) : bv.tensor;
-    if (alpha !== 1) b = unaryConst(b, (x) => x * alpha, 'float32');
-    const n = b.shape[1];
+    const b = alpha === 1 ? bv.tensor : unaryConst(bv.tensor, (x) => x * alpha, 'float32');
+    const n = b.shape[transB ? 0 : 1];
     let bias: Float64Array | null = null;
     let rest: ConstTensor | null = null;
     if (cConst && cConst.data.length === n && cConst.shape[cConst.shape.length - 1] === n && cConst.shape.length <= 2) {
@@ -70,7 +73,7 @@ function gemm(ctx: NodeContext): Value[] {
       act = fuseFollowers(ctx, ctx.node.outputs[0], b, new Float64Array(n), false).act;
       if (act && bias === null) bias = new Float64Array(n);
     }
-    let ref = denseRef(ctx, a.ref, transA, b, bias, act);
+    let ref = denseRef(ctx, a.ref, transA, b, transB, bias, act);
     if (ctx.has(2) && !bias) {
       const c = rest ? ctx.constRef(rest, 'c') : ctx.op('Mul', [ctx.plain(ctx.need(2)).ref, ctx.scalar('float32', beta, 'beta')], F, 'beta');
       ref = ctx.op('AddV2', [ref, c], F, 'addc');
@@ -105,7 +108,7 @@ function matMul(ctx: NodeContext): Value[] {
     const bias = fusibleBias(ctx, ctx.node.outputs[0], n);
     const out = bias ? ctx.soleConsumer(ctx.node.outputs[0])!.outputs[0] : ctx.node.outputs[0];
     const f = fuseFollowers(ctx, out, b, bias ?? new Float64Array(n), false);
-    let ref = denseRef(ctx, input, false, b, bias ?? (f.act ? new Float64Array(n) : null), f.act);
+    let ref = denseRef(ctx, input, false, b, false, bias ?? (f.act ? new Float64Array(n) : null), f.act);
     if (r > 2) ref = ctx.reshape(ref, [...lead, n], 'float32', 'unflatten');
     const shape: Dim[] = [...at.shape.slice(0, r - 1), n];
     return [ctx.result(ref, 'float32', shape, a.perm)];

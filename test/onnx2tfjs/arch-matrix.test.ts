@@ -1,0 +1,73 @@
+// Architecture matrix: seeded torchvision classifiers through ONNX and the converter must pass the parity gate
+// (batch 3 and batch 1) at 64x64 and 224x224. Exports are cached under .cache/onnx2tfjs/ keyed by arch, size,
+// opset and the fixture script's hash, so only the first run pays for PyTorch.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { tf } from '../helpers/runtime';
+import { loadConverted } from './harness';
+import { convertOnnx } from '../../tools/onnx2tfjs/converter';
+import { checkParity, readReference } from '../../tools/onnx2tfjs/parity';
+import { readUnsupportedArchs } from '../../tools/onnx2tfjs/coverage';
+
+const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+const SCRIPT = path.join(__dirname, 'export-torchvision.py');
+const CACHE = path.join(__dirname, '..', '..', '.cache', 'onnx2tfjs');
+
+export const ARCHS = [
+  'resnet18', 'resnet34', 'resnet50', 'mobilenet_v2', 'mobilenet_v3_small', 'mobilenet_v3_large', 'efficientnet_b0',
+  'densenet121', 'vgg11_bn', 'squeezenet1_1', 'shufflenet_v2_x1_0', 'regnet_y_400mf', 'googlenet', 'alexnet', 'convnext_tiny',
+];
+const SIZES = [64, 224];
+/** Extra opsets: ConvNeXt's LayerNorm is a LayerNormalization node from opset 17, a decomposition before. */
+const EXTRA: { arch: string; size: number; opset: number }[] = [{ arch: 'convnext_tiny', size: 64, opset: 17 }];
+
+const scriptHash = createHash('sha256').update(readFileSync(SCRIPT)).digest('hex').slice(0, 8);
+
+/** The cached export folder, created by the fixture script on a miss (written to a temp name, then renamed). */
+function exportFor(arch: string, size: number, opset: number): string {
+  const dir = path.join(CACHE, `${arch}-${size}-op${opset}-${scriptHash}`);
+  if (existsSync(path.join(dir, 'reference.json'))) return dir;
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  const r = spawnSync(PYTHON, [SCRIPT, '--arch', arch, '--size', String(size), '--opset', String(opset), '--out', tmp], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`export of ${arch} at ${size} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`);
+  renameSync(tmp, dir);
+  return dir;
+}
+
+const unsupported = readUnsupportedArchs();
+const cases = [
+  ...ARCHS.flatMap((arch) => SIZES.map((size) => ({ arch, size, opset: 14 }))),
+  ...EXTRA,
+].filter((c) => !unsupported.some((u) => u.arch === c.arch && u.sizes.includes(c.size)));
+
+for (const { arch, size, opset } of cases) {
+  test(`${arch} ${size}x${size} opset ${opset}: parity gate on batch 3 and batch 1`, async () => {
+    const dir = exportFor(arch, size, opset);
+    const t0 = Date.now();
+    const m = convertOnnx(readFileSync(path.join(dir, 'model.onnx')), { nhwcInputs: ['input'], rename: { input: 'input', logits: 'logits' } });
+    const convertMs = Date.now() - t0;
+    const g = await loadConverted(m);
+    const before = tf.memory().numTensors;
+    const r = checkParity(tf, g, readReference(path.join(dir, 'reference.json')));
+    assert.is(tf.memory().numTensors, before, 'parity run leaked tensors');
+    g.dispose();
+    console.log(`  ${arch} ${size}x${size} op${opset}: max |diff| ${r.byBatch.map((b) => `b${b.batch} ${b.maxAbsDiff.toExponential(2)}`).join(', ')}, tolerance ${r.tolerance.toExponential(2)}, converted in ${convertMs} ms`);
+    assert.ok(r.ok, `${arch} ${size}: max |logit_tfjs - logit_torch| ${r.maxAbsDiff} > ${r.tolerance}`);
+  });
+}
+
+test('every matrix arch not run at some size is listed in unsupported-archs.json with a reason', () => {
+  for (const u of unsupported) {
+    assert.ok(ARCHS.includes(u.arch), `${u.arch} is not a matrix arch`);
+    assert.ok(u.reason.length > 20, `${u.arch} needs a reason`);
+    console.log(`  excluded: ${u.arch} at ${u.sizes.join(', ')}: ${u.reason}`);
+  }
+  assert.is(cases.length, ARCHS.length * SIZES.length + EXTRA.length - unsupported.reduce((a, u) => a + u.sizes.length, 0));
+});
+
+test.run();
