@@ -112,48 +112,63 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
+/** Raw outcome of one closed-loop slice; slices of the same server and concurrency are merged by `summarize`. */
+export interface LoadSample {
+  latencies: number[];
+  errors: number;
+  seconds: number;
+  clientCpuMs: number;
+  firstError?: string;
+}
+
 /**
- * Drives `url` with `concurrency` workers until `requests` answers came back or `maxSeconds` passed.
- * Workers take uploads in one shared round-robin order, so every server sees the same sequence of photos.
+ * Drives `url` with `concurrency` workers until `requests` answers came back or `maxSeconds` passed. Workers take
+ * uploads in one shared round-robin order starting at `offset`, so every server sees the same sequence of photos.
  */
 export async function closedLoop(
   url: URL,
   uploads: Upload[],
-  opts: { concurrency: number; requests: number; maxSeconds: number },
-): Promise<LoadResult> {
+  opts: { concurrency: number; requests: number; maxSeconds: number; offset: number },
+): Promise<LoadSample> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
-  const latencies: number[] = [];
+  const sample: LoadSample = { latencies: [], errors: 0, seconds: 0, clientCpuMs: 0 };
   let next = 0;
-  let errors = 0;
-  let firstError: string | undefined;
   const cpuBefore = process.cpuUsage();
   const start = process.hrtime.bigint();
   const elapsed = () => Number(process.hrtime.bigint() - start) / 1e9;
   const worker = async () => {
     while (next < opts.requests && elapsed() < opts.maxSeconds) {
-      const answer = await post(url, uploads[next++ % uploads.length], agent);
-      latencies.push(answer.ms);
+      const answer = await post(url, uploads[(opts.offset + next++) % uploads.length], agent);
+      sample.latencies.push(answer.ms);
       if (answer.error !== undefined) {
-        errors++;
-        firstError ??= answer.error;
+        sample.errors++;
+        sample.firstError ??= answer.error;
       }
     }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
-  const seconds = elapsed();
+  sample.seconds = elapsed();
   const cpu = process.cpuUsage(cpuBefore);
+  sample.clientCpuMs = (cpu.user + cpu.system) / 1000;
   agent.destroy();
-  latencies.sort((a, b) => a - b);
+  return sample;
+}
+
+/** Throughput over the summed slice time and latency percentiles over every request of the slices. */
+export function summarize(concurrency: number, samples: LoadSample[]): LoadResult {
+  const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const seconds = samples.reduce((sum, s) => sum + s.seconds, 0);
+  const clientCpuMs = samples.reduce((sum, s) => sum + s.clientCpuMs, 0);
   return {
-    concurrency: opts.concurrency,
+    concurrency,
     requests: latencies.length,
-    errors,
+    errors: samples.reduce((sum, s) => sum + s.errors, 0),
     seconds,
     throughput: latencies.length / seconds,
     p50: percentile(latencies, 50),
     p90: percentile(latencies, 90),
     p99: percentile(latencies, 99),
-    clientCpuMsPerRequest: (cpu.user + cpu.system) / 1000 / latencies.length,
-    firstError,
+    clientCpuMsPerRequest: clientCpuMs / latencies.length,
+    firstError: samples.find((s) => s.firstError !== undefined)?.firstError,
   };
 }

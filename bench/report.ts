@@ -6,7 +6,7 @@ export type ServerKey = 'ours' | 'flask' | 'ort';
 export interface ServerRun {
   key: ServerKey;
   title: string;
-  levels: Array<LoadResult & { cpuMsPerRequest: number }>;
+  levels: Array<LoadResult & { cpuMsPerRequest: number; otherCores: number }>;
   peakRssMiB: number;
   /** Top-3 answer per photo name, from the warm-up pass. */
   answers: Map<string, Prediction[] | string>;
@@ -30,6 +30,7 @@ export interface RunInfo {
   model: string[];
   photos: number;
   requestsPerLevel: number;
+  rounds: number;
   maxSeconds: number;
   command: string;
 }
@@ -39,8 +40,8 @@ const fixed = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits)
 function loadTable(runs: ServerRun[]): string[] {
   const ours = runs.find((r) => r.key === 'ours');
   const lines = [
-    '| server | concurrency | requests | errors | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req | peak RSS MiB | ours req/s ÷ this |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| server | concurrency | requests | errors | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req | peak RSS MiB | other load, cores | ours req/s ÷ this |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const run of runs) {
     for (const level of run.levels) {
@@ -49,7 +50,7 @@ function loadTable(runs: ServerRun[]): string[] {
       lines.push(
         `| ${run.title} | ${level.concurrency} | ${level.requests} | ${level.errors} | ${fixed(level.throughput)} | ` +
           `${fixed(level.p50)} | ${fixed(level.p90)} | ${fixed(level.p99)} | ${fixed(level.cpuMsPerRequest)} | ` +
-          `${fixed(run.peakRssMiB, 0)} | ${ratio} |`,
+          `${fixed(run.peakRssMiB, 0)} | ${fixed(level.otherCores, 2)} | ${ratio} |`,
       );
     }
   }
@@ -147,10 +148,12 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     ...runs.flatMap((r) => (r.description ? [`- ${r.description}`] : [])),
     ...info.model.map((m) => `- ${m}`),
     `- Load: closed loop (each of N connections sends its next request as soon as the previous answer arrived), ` +
-      `${info.requestsPerLevel} requests per level or ${info.maxSeconds} s, whichever comes first, over the ${info.photos} photos ` +
-      'of `shared/images/` (JPEG and PNG, 254 to 3264 px wide) in the same round-robin order for every server, ' +
-      'after one warm-up pass over all photos.',
-    '- Servers run one at a time, each on a free port, with its output in `.cache/bench/logs/`. The load generator is a',
+      `${info.requestsPerLevel} requests per server and level or ${info.maxSeconds} s, whichever comes first, over the ` +
+      `${info.photos} photos of \`shared/images/\` (JPEG and PNG, 254 to 3264 px wide) in the same round-robin order for ` +
+      'every server, after one warm-up pass over all photos.',
+    `- The servers are started one after another and stay up; each level is cut into ${info.rounds} slices and the servers ` +
+      'take turns slice by slice, so that load from other users of the shared machine falls on all of them alike.',
+    '- Each server listens on a free port, with its output in `.cache/bench/logs/`. The load generator is a',
     '  small closed loop on `node:http` (`bench/load.ts`) rather than autocannon: it sends 35 different multipart bodies in',
     '  a fixed order and checks every answer\'s JSON, which autocannon would need per-request hooks and a new dependency',
     '  for; its own CPU cost is reported under the table.',
@@ -166,7 +169,9 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '"server CPU ms/req": user + system CPU time of the server process (and its children) over the level, per request;',
     'more than the latency means the server used more than one core for a request. "ours req/s ÷ this" above 1x means',
     'ours is ahead. Errors are non-200 answers or answers without the original JSON shape. Peak RSS is the kernel\'s',
-    'high-water mark (VmHWM) of the server process at the end of its run.',
+    'high-water mark (VmHWM) of the server process at the end of its run. "other load": CPU used meanwhile by processes',
+    'other than the server and the load generator, in cores out of 2; a level where it is well above 0 ran on a busy',
+    'machine and its numbers are low.',
     '',
     clientCpuLine(runs),
     '',

@@ -6,15 +6,16 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { closedLoop, loadUploads, post, type Upload } from './load';
+import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
-import { freePort, ServerProcess, type ServerSpec } from './server-process';
+import { freePort, machineBusySeconds, ServerProcess, type ServerSpec } from './server-process';
 
 const ROOT = path.resolve(__dirname, '..');
 const USAGE = `Usage: npx tsx bench/run.ts [options]
   --requests <n>       requests per concurrency level (default 350)
   --concurrency <list> closed-loop connection counts (default 1,4)
-  --max-seconds <n>    time limit per level (default 60)
+  --rounds <n>         slices per level; servers take turns slice by slice (default 5)
+  --max-seconds <n>    time limit per level and server (default 60)
   --only <list>        parts to run, of ceiling,ours,flask,ort (default all)
   --model-dir <dir>    converted model (default model_tfjs)
   --convert-dir <dir>  where make convert left model.onnx and export.json (default .cache/convert)
@@ -25,6 +26,7 @@ const USAGE = `Usage: npx tsx bench/run.ts [options]
 interface Options {
   requests: number;
   concurrency: number[];
+  rounds: number;
   maxSeconds: number;
   only: Set<string>;
   modelDir: string;
@@ -44,7 +46,7 @@ function positiveInt(name: string, raw: string): number {
 function readOptions(argv: string[]): Options {
   const string = { type: 'string' } as const;
   const options = {
-    requests: string, concurrency: string, 'max-seconds': string, only: string, 'model-dir': string,
+    requests: string, concurrency: string, rounds: string, 'max-seconds': string, only: string, 'model-dir': string,
     'convert-dir': string, images: string, python: string, out: string,
   };
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
@@ -60,6 +62,7 @@ function readOptions(argv: string[]): Options {
   return {
     requests: positiveInt('requests', values.requests ?? '350'),
     concurrency: (values.concurrency ?? '1,4').split(',').map((c) => positiveInt('concurrency', c)),
+    rounds: positiveInt('rounds', values.rounds ?? '5'),
     maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '60'),
     only: new Set(only),
     modelDir: path.resolve(ROOT, values['model-dir'] ?? 'model_tfjs'),
@@ -164,10 +167,21 @@ function contenders(opts: Options, exported: ExportInfo, checkpoint: string, log
   return all.filter((c) => opts.only.has(c.key));
 }
 
-async function runServer(contender: Contender, uploads: Upload[], opts: Options): Promise<ServerRun> {
+/** A started, warmed-up server with what the warm-up pass answered. */
+interface Live {
+  contender: Contender;
+  server: ServerProcess;
+  url: URL;
+  description?: string;
+  answers: ServerRun['answers'];
+}
+
+async function startServer(contender: Contender, uploads: Upload[]): Promise<Live> {
   const port = await freePort();
   const base = new URL(`http://127.0.0.1:${port}`);
-  const server = ServerProcess.start(contender.spec(port));
+  const spec = contender.spec(port);
+  console.error(`starting ${contender.title} (log: ${path.relative(ROOT, spec.logFile)})`);
+  const server = ServerProcess.start(spec);
   try {
     await server.waitReady(() => contender.ready(base, uploads[0]), 300);
     const description = await contender.inspect?.(base);
@@ -180,21 +194,63 @@ async function runServer(contender: Contender, uploads: Upload[], opts: Options)
       answers.set(upload.name, answer.predictions ?? answer.error ?? 'no answer');
     }
     agent.destroy();
-    const levels: ServerRun['levels'] = [];
+    return { contender, server, url, description, answers };
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+}
+
+interface Slices {
+  samples: LoadSample[];
+  serverCpu: number;
+  otherCpu: number;
+}
+
+/** One slice of closed-loop load on one server, with the server's CPU time and everyone else's over it. */
+async function slice(live: Live, uploads: Upload[], opts: { concurrency: number; requests: number; maxSeconds: number; offset: number }, into: Slices): Promise<void> {
+  const [cpuBefore, busyBefore] = [await live.server.cpuSeconds(), await machineBusySeconds()];
+  const sample = await closedLoop(live.url, uploads, opts);
+  const serverCpu = (await live.server.cpuSeconds()) - cpuBefore;
+  into.samples.push(sample);
+  into.serverCpu += serverCpu;
+  into.otherCpu += Math.max(0, (await machineBusySeconds()) - busyBefore - serverCpu - sample.clientCpuMs / 1000);
+}
+
+/**
+ * Runs the servers side by side: every concurrency level is split into `rounds` slices, and the servers take turns
+ * slice by slice, so that load from other users of the machine, which comes and goes, falls on all of them alike.
+ */
+async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<ServerRun[]> {
+  const slices = new Map(lives.map((l) => [l, new Map(opts.concurrency.map((c) => [c, { samples: [], serverCpu: 0, otherCpu: 0 } as Slices]))]));
+  const perSlice = Math.ceil(opts.requests / opts.rounds);
+  for (let round = 0; round < opts.rounds; round++) {
     for (const concurrency of opts.concurrency) {
-      const cpuBefore = await server.cpuSeconds();
-      const result = await closedLoop(url, uploads, { concurrency, requests: opts.requests, maxSeconds: opts.maxSeconds });
-      const cpuMsPerRequest = ((await server.cpuSeconds()) - cpuBefore) * 1000 / result.requests;
-      levels.push({ ...result, cpuMsPerRequest });
+      for (const live of lives) {
+        const requests = Math.min(perSlice, opts.requests - round * perSlice);
+        if (requests <= 0) continue;
+        const sliceOpts = { concurrency, requests, maxSeconds: opts.maxSeconds / opts.rounds, offset: round * perSlice };
+        await slice(live, uploads, sliceOpts, slices.get(live)!.get(concurrency)!);
+      }
+    }
+    console.error(`round ${round + 1}/${opts.rounds} done`);
+  }
+  const runs: ServerRun[] = [];
+  for (const live of lives) {
+    const levels = opts.concurrency.map((concurrency) => {
+      const { samples, serverCpu, otherCpu } = slices.get(live)!.get(concurrency)!;
+      const result = summarize(concurrency, samples);
       console.error(
-        `${contender.title}, concurrency ${concurrency}: ${result.throughput.toFixed(1)} req/s, p50 ${result.p50.toFixed(1)} ms, ` +
+        `${live.contender.title}, concurrency ${concurrency}: ${result.throughput.toFixed(1)} req/s, p50 ${result.p50.toFixed(1)} ms, ` +
           `${result.errors} errors${result.firstError ? ` (first: ${result.firstError})` : ''}`,
       );
-    }
-    return { key: contender.key, title: contender.title, levels, peakRssMiB: await server.peakRssMiB(), answers, description };
-  } finally {
-    await server.stop();
+      // Whatever else ran meanwhile (other users of the machine), in cores: the noise indicator of this level.
+      return { ...result, cpuMsPerRequest: (serverCpu * 1000) / result.requests, otherCores: otherCpu / result.seconds };
+    });
+    const { key, title } = live.contender;
+    runs.push({ key, title, levels, peakRssMiB: await live.server.peakRssMiB(), answers: live.answers, description: live.description });
   }
+  return runs;
 }
 
 function measureCeiling(opts: Options, photos: string[]): Ceiling {
@@ -240,10 +296,13 @@ async function main(): Promise<void> {
 
   // The ceiling runs first, on a quiet machine, in its own process (it loads the TensorFlow binding).
   const ceiling = opts.only.has('ceiling') ? measureCeiling(opts, photos) : undefined;
-  const runs: ServerRun[] = [];
-  for (const contender of contenders(opts, exported, checkpoint, logDir)) {
-    console.error(`starting ${contender.title} (log: ${path.relative(ROOT, logDir)}/${contender.key}.log)`);
-    runs.push(await runServer(contender, uploads, opts));
+  const lives: Live[] = [];
+  let runs: ServerRun[];
+  try {
+    for (const contender of contenders(opts, exported, checkpoint, logDir)) lives.push(await startServer(contender, uploads));
+    runs = await drive(lives, uploads, opts);
+  } finally {
+    await Promise.all(lives.map((l) => l.server.stop()));
   }
 
   const cpus = os.cpus();
@@ -258,12 +317,13 @@ async function main(): Promise<void> {
       `Model: ${exported.arch}, ${exported.num_classes} classes, input ${exported.image_size.join('x')}, ` +
         `checkpoint \`${exported.checkpoint.path}\`` +
         (exported.demo
-          ? ' (the untrained demo checkpoint of `make convert`: its probabilities are nearly uniform, so tiny preprocessing ' +
-            'differences can swap the top-1 class)'
+          ? ' (the seeded, untrained demo checkpoint of `make convert`: its classes mean nothing, but it is the same network ' +
+            'and the same arithmetic as a trained one, so speed and agreement are measured just the same)'
           : ''),
     ],
     photos: photos.length,
     requestsPerLevel: opts.requests,
+    rounds: opts.rounds,
     maxSeconds: opts.maxSeconds,
     command: ['npx tsx bench/run.ts', ...process.argv.slice(2)].join(' '),
   };

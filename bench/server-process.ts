@@ -40,6 +40,14 @@ async function childrenOf(pid: number): Promise<number[]> {
   return found;
 }
 
+/** CPU seconds the whole machine spent busy (all cores, everything but idle and iowait) since boot. */
+export async function machineBusySeconds(): Promise<number> {
+  const [, ...ticks] = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).map(Number);
+  // Fields of the "cpu" line: user nice system idle iowait irq softirq steal (guest time is already in user).
+  const [user, nice, system, , , irq, softirq, steal] = ticks;
+  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+}
+
 /** The process and all its descendants (a server may run workers in child processes). */
 async function processTree(pid: number): Promise<number[]> {
   const tree = [pid];
