@@ -159,8 +159,10 @@ def main(argv):
         print(f"export_onnx: error: {e}", file=sys.stderr)
         return 1
     if args.demo:
-        print("export_onnx: WARNING: UNTRAINED DEMO MODEL: its predictions are meaningless; "
-              "convert your own with CHECKPOINT=path/to/best.pth", file=sys.stderr)
+        rule = "export_onnx: " + "*" * 88
+        print(f"{rule}\nexport_onnx: UNTRAINED DEMO MODEL: seeded random weights, its predictions are meaningless."
+              f"\nexport_onnx: Convert your own model with: make convert CHECKPOINT=path/to/best.pth\n{rule}",
+              file=sys.stderr)
     print(f"export_onnx: {args.checkpoint} -> {args.out}/model.onnx ({summary}, opset {args.opset}) "
           f"in {time.monotonic() - started:.1f} s")
     return 0

@@ -31,6 +31,9 @@ save({'model_state_dict': sd, 'optimizer_state_dict': {'state': {}, 'param_group
 save({'model': sd}, 'model-key')
 save({'state_dict': collections.OrderedDict(('module.' + k, v) for k, v in sd.items())}, 'data-parallel')
 save(sd, 'legacy', _use_new_zipfile_serialization=False)
+save({'state_dict': collections.OrderedDict(('model.' + k, v) for k, v in sd.items()), 'hyper_parameters': {'lr': 0.1}},
+     'lightning')
+save({'state_dict': [1, 2], 'epoch': 7}, 'no-state-dict')
 save(collections.OrderedDict((k, v) for k, v in sd.items() if not k.endswith('num_batches_tracked')), 'no-batches-tracked')
 # ImageFolder numbers class folders in string order: '1', '10', '100', '101', '102', '11', ...
 folders = sorted(str(i) for i in range(1, 103))
@@ -129,6 +132,7 @@ const FORMS: Record<string, Form> = {
     where: "['state_dict']",
   },
   legacy: { checkpoint: 'legacy.pth', head: 'fc: Sequential(Linear)', where: '(bare)' },
+  lightning: { checkpoint: 'lightning.pth', head: 'fc: Sequential(Linear)', where: "['state_dict']" },
   noBatchesTracked: { checkpoint: 'no-batches-tracked.pth', head: 'fc: Sequential(Linear)', where: '(bare)' },
   plainHead: { checkpoint: 'plain-head.pth', args: ['--labels', 'cat_to_name.json'], head: 'fc: Linear', where: "['state_dict']" },
   fullModule: { checkpoint: 'full-module.pth', args: ['--trust-checkpoint'], head: 'fc: Sequential(Linear)', where: "['model']" },
@@ -303,6 +307,8 @@ test('checkpoint and output errors: one line, exit status 1, nothing written', a
     [['--checkpoint', demo, '--arch', 'resnet34'],
       /does not fit --arch resnet34: \d+ missing: layer1\.2\.conv1\.weight, .*; it fits --arch resnet18$/],
     [['--checkpoint', demo, '--arch', 'resnet19'], /unknown --arch 'resnet19'; did you mean resnet18/],
+    [['--checkpoint', path.join(ctx.dir, 'no-state-dict.pth')],
+      /no state dict in checkpoint .*: its top-level keys are 'state_dict', 'epoch' \('state_dict' holds a list\)/],
     [['--checkpoint', path.join(ctx.dir, 'two-layer-head.pth')], /head fc has several layers \(fc\.0, fc\.2\)/],
   ];
   const results = await pool(

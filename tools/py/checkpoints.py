@@ -4,16 +4,16 @@ import hashlib
 import inspect
 import pickle
 import types
-from unittest import mock
 from collections import OrderedDict
+from unittest import mock
 
 from export_errors import UserError
 
 # torch.save's legacy (pre-1.6) format opens with a pickled magic number; the zip format holds <name>/data.pkl.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
-# DataParallel/DistributedDataParallel and torch.compile wrap the model and prefix every key.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# DataParallel/DistributedDataParallel, torch.compile and LightningModule's `self.model` prefix every key.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
 def sha256_file(path):
@@ -153,8 +153,9 @@ def _find_state_dict(obj, path):
             if _is_state_dict(inner):
                 return inner, f"['{key}']"
         keys = ", ".join(repr(k) for k in list(obj)[:8])
-        raise UserError(f"no state dict in checkpoint {path}: its top-level keys are {keys}; expected "
-                        f"'state_dict', 'model_state_dict', 'model' or a bare state dict of tensors")
+        held = "".join(f" ('{k}' holds a {type(obj[k]).__name__})" for k in _WRAPPER_KEYS if k in obj)
+        raise UserError(f"no state dict in checkpoint {path}: its top-level keys are {keys}{held}; expected "
+                        f"'state_dict', 'model_state_dict' or 'model' holding a dict of tensors, or such a dict")
     raise UserError(f"no state dict in checkpoint {path}: it holds a {type(obj).__name__}; expected a dict "
                     f"of tensors, a dict with 'state_dict', 'model_state_dict' or 'model', or an nn.Module")
 
