@@ -7,7 +7,7 @@ import { createLogger, type Logger } from './logger';
 import { ModelLoadError, type Model } from './model';
 import { loadPipeline } from './pipeline';
 import { healthInfo } from './routes/health';
-import { loadRuntime } from './runtime';
+import { loadRuntime, type Runtime } from './runtime';
 
 async function main(): Promise<number> {
   let config: Config;
@@ -25,7 +25,15 @@ async function main(): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
 
-  const { tf, info } = await loadRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
+  let runtimeLoaded: Runtime;
+  try {
+    runtimeLoaded = loadRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
+  } catch (err) {
+    // Device and setup problems (no GPU, addon not built) carry their fix in the message.
+    logger.error(`startup failed: ${(err as Error).message}`);
+    return 1;
+  }
+  const { tf, info } = runtimeLoaded;
   const runtime = { backend: info.backend, device: info.device, tensorflow: info.tfVersion };
   logger.info('runtime loaded', { ...runtime });
 
