@@ -31,6 +31,7 @@ const PARAMETER_INPUTS: Record<string, number[]> = {
   ConstantOfShape: [0],
   Conv: [1, 2],
   Dropout: [1],
+  Gather: [1],
   LayerNormalization: [1, 2],
   Pad: [1, 2],
   ReduceSum: [1],
@@ -44,7 +45,11 @@ const PARAMETER_INPUTS: Record<string, number[]> = {
 // them and compares the main output, which the same case fully determines.
 const AUX_OUTPUTS: Record<string, number[]> = { Dropout: [1], LayerNormalization: [1, 2], MaxPool: [1] };
 
-type Exclusions = Record<string, string>;
+/** conformance-excluded.json: case name -> reason, and claimed op -> why no official case can pass for it. */
+interface Exclusions {
+  cases: Record<string, string>;
+  ops: Record<string, string>;
+}
 
 /** 1, 2 or 3 for Conv/MaxPool/AveragePool (from kernel_shape, else the data input's rank); null when unknown. */
 function spatialRank(c: OnnxCase, n: CaseNode): number | null {
@@ -121,9 +126,8 @@ function feedTensor(t: TestTensor, what: string): Tensor {
 }
 
 /** Converts and runs one data set, comparing every output the adaptation keeps; throws on the first mismatch. */
-function runDataSet(c: OnnxCase, ds: DataSet): void {
+function runDataSet(c: OnnxCase, ds: DataSet, a: Adaptation): void {
   if (ds.inputs.length !== c.inputs.length) throw new Error(`${ds.name} has ${ds.inputs.length} inputs for ${c.inputs.length} graph inputs`);
-  const a = adaptation(c, ds);
   const converted = convertOnnx(adaptModel(c, a), {});
   const { modelJson, shards } = toGraphModelFiles(converted);
   const weights = Buffer.concat(shards.map((s) => s.data));
@@ -162,14 +166,17 @@ interface Outcome {
 function runCase(c: OnnxCase): Outcome {
   let adapted = false;
   try {
-    for (const ds of readDataSets(c)) {
+    const dataSets = readDataSets(c);
+    if (dataSets.length === 0) throw new Error('the case has no test_data_set_* folder');
+    for (const ds of dataSets) {
       const a = adaptation(c, ds);
       adapted ||= a.fold.size > 0 || a.drop.size > 0;
-      runDataSet(c, ds);
+      runDataSet(c, ds, a);
     }
     return { c, adapted };
   } catch (e) {
-    return { c, adapted, error: `${(e as Error).name}: ${(e as Error).message.split('\n')[0]}` };
+    // TF's run-time errors put the useful part on later lines ("Invalid TF_Status: 3\nMessage: ...").
+    return { c, adapted, error: `${(e as Error).name}: ${(e as Error).message.replace(/\s*\n\s*/g, ' | ').slice(0, 400)}` };
   }
 }
 
@@ -178,9 +185,8 @@ const claimed = claimedCases(all);
 let memo: Outcome[] | undefined;
 /** Runs every claimed case not excluded for scope (known converter bugs included), once per process. */
 function outcomes(): Outcome[] {
-  if (memo) return memo;
-  const excluded = readExclusions();
-  memo = claimed.filter((c) => !excluded[c.name] || excluded[c.name].startsWith(KNOWN_BUG)).map(runCase);
+  const { cases } = readExclusions();
+  memo ??= claimed.filter((c) => !cases[c.name] || cases[c.name].startsWith(KNOWN_BUG)).map(runCase);
   return memo;
 }
 
@@ -188,25 +194,26 @@ test('the exclusion file lists every rule-excluded case with its rule, and only 
   let excluded = readExclusions();
   if (process.env.CONFORMANCE_UPDATE === '1') {
     // Regenerates the rule entries; hand-written entries stay while their case uses only claimed ops.
-    const next: Exclusions = {};
+    const cases: Record<string, string> = {};
     for (const c of claimed) {
-      const reason = ruleReason(c) ?? (isManual(excluded[c.name]) ? excluded[c.name] : undefined);
-      if (reason) next[c.name] = reason;
+      const reason = ruleReason(c) ?? (isManual(excluded.cases[c.name]) ? excluded.cases[c.name] : undefined);
+      if (reason) cases[c.name] = reason;
     }
-    writeFileSync(EXCLUDED_FILE, `${JSON.stringify(next, null, 2)}\n`);
-    excluded = next;
+    excluded = { cases, ops: excluded.ops };
+    writeFileSync(EXCLUDED_FILE, `${JSON.stringify(excluded, null, 2)}\n`);
   }
   const byName = new Map(claimed.map((c) => [c.name, c]));
   const problems: string[] = [];
-  for (const [name, reason] of Object.entries(excluded)) {
+  for (const [name, reason] of Object.entries(excluded.cases)) {
     const c = byName.get(name);
     if (!c) problems.push(`${name}: not a case that uses only claimed ops (stale entry)`);
     else if (!ruleReason(c) && !isManual(reason)) problems.push(`${name}: no rule excludes it any more (stale entry)`);
   }
   for (const c of claimed) {
     const reason = ruleReason(c);
-    if (reason && excluded[c.name] !== reason) problems.push(`${c.name}: expected "${reason}", the file has ${JSON.stringify(excluded[c.name] ?? null)}`);
+    if (reason && excluded.cases[c.name] !== reason) problems.push(`${c.name}: expected "${reason}", the file has ${JSON.stringify(excluded.cases[c.name] ?? null)}`);
   }
+  for (const op of Object.keys(excluded.ops)) if (!registry[op]) problems.push(`ops.${op}: not claimed by the registry (stale entry)`);
   assert.equal(problems, [], `${path.relative(process.cwd(), EXCLUDED_FILE)} is out of date (CONFORMANCE_UPDATE=1 rewrites its rule entries)`);
 });
 
@@ -214,14 +221,13 @@ test('every official case in scope converts and matches its expected outputs on 
   const before = tf.memory().numTensors;
   const results = outcomes();
   assert.is(tf.memory().numTensors, before, 'no tensor left behind');
-  const excluded = readExclusions();
-  const bugs = results.filter((r) => excluded[r.c.name]?.startsWith(KNOWN_BUG));
-  const failed = results.filter((r) => r.error && !excluded[r.c.name]);
-  const fixed = bugs.filter((r) => !r.error);
-  const passed = results.filter((r) => !r.error && !excluded[r.c.name]);
+  const { cases } = readExclusions();
+  const bugs = results.filter((r) => cases[r.c.name]);
+  const failed = results.filter((r) => r.error && !cases[r.c.name]);
+  const passed = results.filter((r) => !r.error && !cases[r.c.name]);
   const byReason = new Map<string, number>();
   for (const c of claimed) {
-    const reason = excluded[c.name];
+    const reason = cases[c.name];
     if (reason && !reason.startsWith(KNOWN_BUG)) byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
   }
   const scopeExcluded = [...byReason.values()].reduce((a, b) => a + b, 0);
@@ -231,23 +237,29 @@ test('every official case in scope converts and matches its expected outputs on 
       `(${passed.filter((r) => r.adapted).length} passing cases ran with parameter inputs folded or auxiliary outputs dropped)`,
   );
   for (const [reason, n] of [...byReason].sort((x, y) => y[1] - x[1])) console.log(`  excluded ${String(n).padStart(3)}: ${reason}`);
-  for (const r of bugs) console.log(`  known bug: ${r.c.name}: ${excluded[r.c.name].slice(KNOWN_BUG.length)} | now: ${r.error ?? 'passes'}`);
+  for (const r of bugs) console.log(`  known bug: ${r.c.name}: ${cases[r.c.name].slice(KNOWN_BUG.length)}\n    now: ${r.error ?? 'passes'}`);
   assert.equal(
-    [...failed.map((r) => `${r.c.name}: ${r.error}`), ...fixed.map((r) => `${r.c.name}: passes now; remove its KNOWN CONVERTER BUG entry`)],
+    [
+      ...failed.map((r) => `${r.c.name}: ${r.error}`),
+      ...bugs.filter((r) => !r.error).map((r) => `${r.c.name}: passes now; remove its KNOWN CONVERTER BUG entry`),
+    ],
     [],
     'official cases that fail',
   );
 });
 
-test('every claimed op has at least one passing official case', () => {
-  const excluded = readExclusions();
+test('every claimed op has at least one passing official case, or an entry saying why none can pass', () => {
+  const { cases, ops } = readExclusions();
   const passing = new Map<string, number>(Object.keys(registry).map((op) => [op, 0]));
   for (const r of outcomes()) {
-    if (r.error || excluded[r.c.name]) continue;
+    if (r.error || cases[r.c.name]) continue;
     for (const op of new Set(r.c.nodes.map((n) => n.opType))) passing.set(op, (passing.get(op) ?? 0) + 1);
   }
   console.log(`  passing cases per op: ${[...passing].map(([op, n]) => `${op} ${n}`).join(', ')}`);
-  assert.equal([...passing].filter(([, n]) => n === 0).map(([op]) => op), [], 'claimed ops without a passing official case');
+  for (const [op, reason] of Object.entries(ops)) console.log(`  no official case for ${op}: ${reason}`);
+  const missing = [...passing].filter(([op, n]) => n === 0 && !ops[op]).map(([op]) => op);
+  const stale = [...passing].filter(([op, n]) => n > 0 && ops[op]).map(([op, n]) => `${op} passes ${n} cases now; remove ops.${op}`);
+  assert.equal([...missing, ...stale], [], 'claimed ops without a passing official case');
 });
 
 test.run();
