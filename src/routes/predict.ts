@@ -27,10 +27,8 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
    * reach the server while it shuts down are still served: the listener is closed, so they were accepted.
    */
   const admit: Middleware = async (_ctx, next) => {
-    if (!state.ready) {
-      const message = state.failure ? 'The model failed to load; see the server log.' : 'The model is still loading; retry shortly.';
-      throw new ServiceError(503, 'not_ready', message, { headers: { 'Retry-After': '5' } });
-    }
+    if (state.failure) throw new ServiceError(503, 'not_ready', 'The model failed to load; the reason is in the server log.');
+    if (!state.ready) throw new ServiceError(503, 'not_ready', 'The model is still loading; retry shortly.', { headers: { 'Retry-After': '5' } });
     if (state.inFlight >= config.maxInFlight) {
       throw new ServiceError(503, 'overloaded', `The server already holds ${config.maxInFlight} prediction requests; retry after a second.`, { headers: { 'Retry-After': '1' } });
     }

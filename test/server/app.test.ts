@@ -133,6 +133,10 @@ test('before the model is warm: /health 503 loading, /predict 503 not_ready; a f
     const health = await request(`${url}/health`);
     assert.is(health.status, 503);
     assert.equal(health.body, { status: 'failed', message: 'The model failed to load; the reason is in the server log.' });
+    const predict = await postImage(url, photo('p04-tree.jpg'));
+    assert.is(predict.status, 503);
+    assert.is(predict.headers.get('retry-after'), null, 'no point retrying a failed load');
+    assert.equal(predict.body, errorBody('not_ready', 'The model failed to load; the reason is in the server log.'));
   });
 });
 
