@@ -6,17 +6,17 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadRuntime, type Tf } from '../src/runtime';
 
-interface Setting { intra: number | null; inter: number | null }
+/** Thread pool sizes (null: TensorFlow's default) and whether TensorFlow's oneDNN CPU kernels are on. */
+interface Setting { intra: number | null; inter: number | null; oneDnn: boolean }
 interface Sample { batch1Ms: number; batch1CpuMs: number; batch8Ms: number }
 
-const SETTINGS: Setting[] = [
-  { intra: null, inter: null },
-  { intra: 1, inter: 1 },
-  { intra: 2, inter: 1 },
-  { intra: 1, inter: 2 },
-  { intra: 2, inter: 2 },
-  { intra: 4, inter: 1 },
-];
+const SETTINGS: Setting[] = [true, false].flatMap((oneDnn) => [
+  { intra: null, inter: null, oneDnn },
+  { intra: 1, inter: 1, oneDnn },
+  { intra: 2, inter: 1, oneDnn },
+  { intra: 1, inter: 2, oneDnn },
+  { intra: 2, inter: 2, oneDnn },
+]);
 
 /** ResNet18's layer shapes (BatchNorm folded into the convolutions, as the converter emits) with random weights. */
 function resnet18(tf: Tf, classes: number): import('@tensorflow/tfjs-node').LayersModel {
@@ -79,7 +79,7 @@ function main(): void {
     for (const setting of SETTINGS) {
       const child = spawnSync(process.execPath,
         ['-r', require.resolve('tsx/cjs'), path.join(__dirname, 'runtime-threads.ts'), '--child', JSON.stringify(setting)],
-        { encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2' } });
+        { encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', TF_ENABLE_ONEDNN_OPTS: setting.oneDnn ? '1' : '0' } });
       if (child.status !== 0) throw new Error(`measurement for ${JSON.stringify(setting)} failed: ${child.stderr}`);
       const lines = child.stdout.trim().split('\n');
       results.get(setting)!.push(JSON.parse(lines[lines.length - 1]) as Sample);
@@ -88,9 +88,9 @@ function main(): void {
   const best = (xs: number[]) => Math.min(...xs).toFixed(1);
   const label = (v: number | null) => (v === null ? 'default' : String(v));
   console.log(`${os.cpus().length} CPUs (${os.cpus()[0].model}), ${rounds} rounds, best of the per-round medians`);
-  console.log('| intra-op | inter-op | batch 1 (ms) | batch 1 CPU (ms) | batch 8 (ms) |\n|---|---|---|---|---|');
+  console.log('| intra-op | inter-op | oneDNN | batch 1 (ms) | batch 1 CPU (ms) | batch 8 (ms) |\n|---|---|---|---|---|---|');
   for (const [s, samples] of results) {
-    console.log(`| ${label(s.intra)} | ${label(s.inter)} | ${best(samples.map((x) => x.batch1Ms))} | ${best(samples.map((x) => x.batch1CpuMs))} | ` +
+    console.log(`| ${label(s.intra)} | ${label(s.inter)} | ${s.oneDnn ? 'on' : 'off'} | ${best(samples.map((x) => x.batch1Ms))} | ${best(samples.map((x) => x.batch1CpuMs))} | ` +
       `${best(samples.map((x) => x.batch8Ms))} |`);
   }
 }
