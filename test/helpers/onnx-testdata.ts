@@ -137,6 +137,7 @@ export function readCase(suite: string, dir: string): OnnxCase {
 export function listCases(suites: readonly string[] = SUITES, root = TESTDATA_DIR): OnnxCase[] {
   return suites.flatMap((suite) => {
     const base = path.join(root, suite);
+    if (!existsSync(base)) throw new Error(`${base} does not exist: install Debian's libonnx-testdata (apt-get install libonnx-testdata)`);
     return readdirSync(base)
       .filter((d) => existsSync(path.join(base, d, 'model.onnx')))
       .sort()
