@@ -18,7 +18,6 @@ export function elemTypeName(code: number): string {
 /** A node as the conformance rules need it: op type (domain-qualified outside the default domain) and attributes. */
 export interface CaseNode {
   opType: string;
-  name: string;
   inputs: string[];
   outputs: string[];
   /** Attribute name -> INT/INTS/FLOAT/STRING value, or the element type name of a TENSOR attribute. */
@@ -39,7 +38,6 @@ export interface OnnxCase {
   name: string;
   dir: string;
   bytes: Uint8Array;
-  opset: number;
   /** Nodes of the main graph; ops with subgraphs (If, Loop, Scan) are listed, their bodies are not. */
   nodes: CaseNode[];
   /** Graph inputs without an initializer, in order: what input_<i>.pb feed. */
@@ -103,12 +101,10 @@ export function readCase(suite: string, dir: string): OnnxCase {
   const model = onnx.ModelProto.decode(bytes);
   const g = model.graph ?? {};
   const initNames = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
-  const opsetEntry = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
-  const nodes = (g.node ?? []).map((n, i): CaseNode => {
+  const nodes = (g.node ?? []).map((n): CaseNode => {
     const domain = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}::` : '';
     return {
       opType: `${domain}${n.opType ?? ''}`,
-      name: n.name || `${n.opType}_${i}`,
       inputs: n.input ?? [],
       outputs: n.output ?? [],
       attrs: new Map((n.attribute ?? []).map((a) => [a.name ?? '', attrOf(a)])),
@@ -125,7 +121,6 @@ export function readCase(suite: string, dir: string): OnnxCase {
     name: `${suite}/${path.basename(dir)}`,
     dir,
     bytes,
-    opset: num(opsetEntry?.version ?? 1),
     nodes,
     inputs: (g.input ?? []).filter((v) => !initNames.has(v.name ?? '')).map(valueOf),
     outputs: (g.output ?? []).map(valueOf),
