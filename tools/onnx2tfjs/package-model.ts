@@ -68,14 +68,18 @@ export interface PackageResult {
 
 function stagingDir(outDir: string): string {
   const parent = path.dirname(path.resolve(outDir));
+  const fail = (why: string): never => {
+    throw new ConvertError(`cannot write output folder ${outDir}: ${why}`);
+  };
+  if (!existsSync(parent)) fail(`its parent folder ${parent} does not exist`);
+  if (!statSync(parent).isDirectory()) fail(`${parent} is not a folder`);
   try {
-    if (!statSync(parent).isDirectory()) throw new Error('not a directory');
     const dir = mkdtempSync(path.join(parent, `.${path.basename(outDir)}.tmp-`));
     // mkdtemp makes the folder private; the model folder is meant to be readable like any other output.
     chmodSync(dir, 0o755);
     return dir;
   } catch (e) {
-    throw new ConvertError(`cannot write output folder ${outDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} in ${parent}`);
+    return fail(`${(e as NodeJS.ErrnoException).code ?? (e as Error).message} creating a folder in ${parent}`);
   }
 }
 
