@@ -51,6 +51,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   async function prepare(bytes: Uint8Array): Promise<PreparedImage> {
     const decoded = await deps.decode(bytes);
     try {
+      await nextTurn();
       const input = tf.tidy(() => deps.preprocess(decoded.pixels).dataSync() as Float32Array);
       return { input, source: { format: decoded.format, width: decoded.width, height: decoded.height } };
     } finally {
@@ -77,6 +78,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     predict(bytes, topk, options = {}) {
       return serial.run(async () => {
         const prepared = await prepare(bytes);
+        // Each stage blocks the event loop; letting it turn between them keeps /health and uploads moving.
+        await nextTurn();
         const [logits] = infer([prepared.input]);
         return { predictions: topPredictions(tf, logits, topk, model.labels), source: prepared.source };
       }, options.signal);
@@ -101,6 +104,11 @@ export async function loadPipeline(
   return { pipeline, model };
 }
 
+/** Resolves after pending I/O callbacks have run (one turn of the event loop). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Runs async jobs strictly one after another, yielding to the event loop between them. */
 class SerialRunner {
   private tail: Promise<unknown> = Promise.resolve();
@@ -111,7 +119,7 @@ class SerialRunner {
       const onAbort = () => reject(signal?.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
       const result = this.tail
-        .then(() => new Promise<void>((next) => setImmediate(next)))
+        .then(nextTurn)
         .then(() => {
           // Once started, a job runs to its end: the signal only guards the wait.
           signal?.removeEventListener('abort', onAbort);
