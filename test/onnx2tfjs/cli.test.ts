@@ -54,7 +54,7 @@ async function fixture(spec = classifier(), tamper = 0): Promise<Fixture> {
   writeFileSync(path.join(dir, 'model.onnx'), bytes);
   const n = 3;
   const input: Feed = { shape: [n, 3, SIZE, SIZE], data: Float32Array.from({ length: n * 3 * SIZE * SIZE }, (_, i) => Math.sin(i * 0.37)) };
-  let logits = new Float32Array(n * CLASSES);
+  let logits: Float32Array = new Float32Array(n * CLASSES);
   if (!spec.nodes.some((x) => x.op === 'Hardmax')) logits = (await runOrt(bytes, { input })).logits.data;
   logits[0] += tamper;
   writeFileSync(path.join(dir, 'reference_input.f32'), input.data);
