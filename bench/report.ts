@@ -66,11 +66,15 @@ function summarySection(runs: ServerRun[]): string[] {
       const theirs = other.levels.find((l) => l.concurrency === mine.concurrency);
       return theirs
         ? [`${fixed(mine.throughput / theirs.throughput, 2)}x the throughput of ${other.title} ` +
-            `(p50 latency ${fixed(mine.p50 / theirs.p50, 2)}x theirs)`]
+            `(p50 latency ${fixed(mine.p50 / theirs.p50, 2)}x theirs, CPU per request ${fixed(mine.cpuMsPerRequest / theirs.cpuMsPerRequest, 2)}x theirs)`]
         : [];
     });
     return `- Concurrency ${mine.concurrency}: ours serves ${parts.join('; ')}.`;
-  });
+  }).concat([
+    '',
+    'CPU per request is the least noisy of these figures: it hardly depends on what else runs on the machine, while',
+    'throughput and latency do (a server with more threads also takes a bigger share of a busy machine).',
+  ]);
 }
 
 function clientCpuLine(runs: ServerRun[]): string {
@@ -96,8 +100,9 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
     `| for comparison: onnxruntime-node inference, same ONNX model, default options | ${fixed(ceiling.ortInferMs, 2)} |`,
     '',
     `Single-stream ceiling: 1000 / ${fixed(perImage, 2)} ms = **${fixed(single)} req/s**` +
-      (ours ? `; our server at concurrency 1 reaches ${fixed(ours.throughput)} req/s, ${fixed((100 * ours.throughput) / single, 0)}% of it ` +
-        '(the rest is HTTP, multipart parsing, JSON and the load generator, which shares the same 2 cores).' : '.'),
+      (ours ? `; our server at concurrency 1 reaches ${fixed(ours.throughput)} req/s, ${fixed((100 * ours.throughput) / single, 0)}% of it. ` +
+        'The gap is what the server adds around the three stages (HTTP, multipart parsing, JSON) plus the load ' +
+        'generator, which runs on the same 2 cores.' : '.'),
   ];
 }
 

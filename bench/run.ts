@@ -258,7 +258,8 @@ function measureCeiling(opts: Options, photos: string[]): Ceiling {
   const out = execFileSync(
     process.execPath,
     ['-r', 'tsx/cjs', script, '--model-dir', opts.modelDir, '--onnx', path.join(opts.convertDir, 'model.onnx'), ...photos],
-    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    // TF_CPP_MIN_LOG_LEVEL=1: TensorFlow's start-up INFO lines off, its warnings and errors kept.
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '1' } },
   );
   return JSON.parse(out) as Ceiling;
 }
