@@ -150,6 +150,12 @@ test('wrong method is 405 with Allow; unknown route is 404; OPTIONS lists the me
     assert.is(post.status, 405);
     assert.is(post.headers.get('allow'), 'GET, HEAD');
     assert.equal(post.body, errorBody('method_not_allowed', 'POST is not allowed on /health; use GET, HEAD.'));
+    const head = await request(`${url}/health`, { method: 'HEAD' });
+    assert.is(head.status, 200);
+    assert.is(head.body, undefined);
+    const del = await request(`${url}/predict`, { method: 'DELETE' });
+    assert.is(del.status, 405);
+    assert.is(del.headers.get('allow'), 'POST');
     const options = await request(`${url}/predict`, { method: 'OPTIONS' });
     assert.is(options.status, 204);
     assert.is(options.headers.get('allow'), 'POST');
