@@ -66,7 +66,9 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
   let kind: 'cpu' | 'gpu' = 'cpu';
   if (opts.device === 'gpu') {
     const why = gpuUnavailableReason();
-    if (why !== null) throw new Error(`device 'gpu' requested but ${why}; use --device cpu or auto to run on the CPU`);
+    if (why !== null) {
+      throw new Error(`device 'gpu' requested but ${why}; choose device cpu or auto (--device, DEVICE) to run on the CPU`);
+    }
     kind = 'gpu';
   } else if (opts.device === 'auto' && gpuUnavailableReason() === null) {
     kind = 'gpu';
@@ -97,15 +99,6 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
     },
   };
   return current;
-}
-
-/** Reads DEVICE from the environment (default 'auto'); the config layer may override it with --device. */
-export function deviceFromEnv(env: NodeJS.ProcessEnv = process.env): DeviceChoice {
-  const value = env.DEVICE ?? 'auto';
-  if (!(DEVICE_CHOICES as readonly string[]).includes(value)) {
-    throw new RangeError(`DEVICE must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value as DeviceChoice;
 }
 
 function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {
@@ -183,7 +176,7 @@ function gpuUnavailableReason(): string | null {
   if (child.status !== 0) return `${BINDINGS.gpu} failed to load: ${gpuLog(child.stderr)}`;
   if (child.stdout.trim() === 'true') return null;
   // TensorFlow logs why it skipped the GPU: missing CUDA libraries, no driver, CUDA_VISIBLE_DEVICES.
-  return `${BINDINGS.gpu} loads but TensorFlow sees no CUDA device (${gpuLog(child.stderr)})`;
+  return `TensorFlow's CUDA build (${BINDINGS.gpu}) found no CUDA device (${gpuLog(child.stderr)})`;
 }
 
 /** The lines of TensorFlow's startup log that explain a GPU problem, else its last lines. */

@@ -52,7 +52,8 @@ test("an explicit 'gpu' without a CUDA device is a startup error that says why, 
     return;
   }
   assert.is(out.info, undefined);
-  assert.match(out.error ?? '', /^device 'gpu' requested but @tensorflow\/tfjs-node-gpu loads but TensorFlow sees no CUDA device \(.*cu(da|Init).*\); use --device cpu or auto/);
+  assert.match(out.error ?? '', new RegExp("^device 'gpu' requested but TensorFlow's CUDA build \\(@tensorflow/tfjs-node-gpu\\) " +
+    'found no CUDA device \\(.*cu(da|Init).*\\); choose device cpu or auto \\(--device, DEVICE\\) to run on the CPU$'));
   assert.equal(out.bindingModulesLoaded, []);
 });
 
