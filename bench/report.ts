@@ -25,9 +25,9 @@ export interface Ceiling {
 
 export interface RunInfo {
   date: string;
-  machine: string[];
+  machine: string;
   versions: string[];
-  model: string[];
+  model: string;
   photos: number;
   requestsPerLevel: number;
   rounds: number;
@@ -148,10 +148,10 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '',
     '## Setup',
     '',
-    ...info.machine.map((m) => `- ${m}`),
+    `- ${info.machine}`,
     ...info.versions.map((v) => `- ${v}`),
     ...runs.flatMap((r) => (r.description ? [`- ${r.description}`] : [])),
-    ...info.model.map((m) => `- ${m}`),
+    `- ${info.model}`,
     `- Load: closed loop (each of N connections sends its next request as soon as the previous answer arrived), ` +
       `${info.requestsPerLevel} requests per server and level or ${info.maxSeconds} s, whichever comes first, over the ` +
       `${info.photos} photos of \`shared/images/\` (JPEG and PNG, 254 to 3264 px wide) in the same round-robin order for ` +

@@ -1,4 +1,4 @@
-// Side-by-side benchmark: ours vs the Flask original vs plain onnxruntime-node, one after another in one run.
+// Side-by-side benchmark in one run: ours vs the Flask original vs plain onnxruntime-node, taking turns under the same load.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -309,19 +309,17 @@ async function main(): Promise<void> {
   const cpus = os.cpus();
   const info: RunInfo = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    machine: [
+    machine:
       `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
-        `${os.type()} ${os.release()}`,
-    ],
+      `${os.type()} ${os.release()}`,
     versions: versions(opts.python, ceiling?.backend),
-    model: [
+    model:
       `Model: ${exported.arch}, ${exported.num_classes} classes, input ${exported.image_size.join('x')}, ` +
-        `checkpoint \`${exported.checkpoint.path}\`` +
-        (exported.demo
-          ? ' (the seeded, untrained demo checkpoint of `make convert`: its classes mean nothing, but it is the same network ' +
-            'and the same arithmetic as a trained one, so speed and agreement are measured just the same)'
-          : ''),
-    ],
+      `checkpoint \`${exported.checkpoint.path}\`` +
+      (exported.demo
+        ? ' (the seeded, untrained demo checkpoint of `make convert`: its classes mean nothing, but it is the same network ' +
+          'and the same arithmetic as a trained one, so speed and agreement are measured just the same)'
+        : ''),
     photos: photos.length,
     requestsPerLevel: opts.requests,
     rounds: opts.rounds,
