@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { tf } from '../helpers/runtime';
 import { assertClose } from '../helpers/assert-close';
 import { seeded } from '../helpers/tiny-graph-model';
-import { convertOnnx, ConvertedModel, ConvertOptions } from '../../tools/onnx2tfjs/converter';
+import { convertOnnx, ConvertedModel, ConvertOptions } from '../../tools/onnx2tfjs';
 
 const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
 

@@ -7,8 +7,6 @@ export function makeConst(dtype: DType, shape: number[], values: ArrayLike<numbe
   return { dtype, shape: [...shape], data: dtype === 'float32' ? Float32Array.from(values) : Float64Array.from(values) };
 }
 
-export const scalarConst = (dtype: DType, v: number): ConstTensor => makeConst(dtype, [], [v]);
-
 export const identityPerm = (rank: number): number[] => Array.from({ length: rank }, (_, i) => i);
 export const isIdentity = (perm: number[]): boolean => perm.every((p, i) => p === i);
 export function inversePerm(perm: number[]): number[] {

@@ -146,11 +146,6 @@ export class NodeContext {
     return { kind: 'tensor', ref: this.constRef(t), dtype: t.dtype, shape: [...t.shape], perm: identityPerm(t.shape.length) };
   }
 
-  /** Physical (TF) shape of a tensor value. */
-  physical(v: TensorValue): Dim[] {
-    return v.perm.map((a) => v.shape[a]);
-  }
-
   op(op: string, inputs: string[], attrs: Parameters<GraphBuilder['op']>[2] = {}, suffix = op): string {
     return this.g.op(op, inputs, attrs, `${this.name}/${suffix}`);
   }
@@ -206,11 +201,6 @@ export class NodeContext {
   plain(value: Value): TensorValue {
     const v = this.tensor(value);
     return isIdentity(v.perm) ? v : this.withPerm(v, identityPerm(v.shape.length));
-  }
-
-  /** Maps a logical axis to the TF axis of `v`. */
-  physicalAxis(v: TensorValue, logical: number): number {
-    return v.perm.indexOf(logical);
   }
 
   /** Result value helper. */
