@@ -43,14 +43,7 @@ const DECODERS: Record<ImageFormat, Decoder> = {
   jpeg: (tf, bytes) => viaTensorflow('jpeg', () => tf.node.decodeJpeg(bytes, 3, 1, true, false, 1, 'INTEGER_ACCURATE')),
   // libpng expands palettes and gray to RGB and strips alpha; 16-bit samples keep their high byte.
   png: (tf, bytes) => viaTensorflow('png', () => tf.node.decodePng(bytes, 3)),
-  // TensorFlow decodes every frame: hand it the file cut after its first image, so that it allocates one frame
-  // (an animation of many frames under the pixel limit would otherwise be a bomb of its own).
-  gif: (tf, bytes, header) => {
-    const single = new Uint8Array(header.gifFirstFrameEnd! + 1);
-    single.set(bytes.subarray(0, header.gifFirstFrameEnd));
-    single[single.length - 1] = 0x3b; // GIF trailer
-    return viaTensorflow('gif', () => tf.tidy(() => tf.node.decodeGif(single).squeeze([0]) as Tensor3D));
-  },
+  gif: decodeGif,
   // TensorFlow reads uncompressed 24/32-bit bitmaps only; jimp handles palettes, 16-bit and RLE.
   bmp: (tf, bytes, header) =>
     (header.bitDepth === 24 || header.bitDepth === 32) && header.compression === 0
@@ -59,6 +52,34 @@ const DECODERS: Record<ImageFormat, Decoder> = {
   tiff: (tf, bytes) => viaJimp(tf, bytes, 'tiff'),
   webp: decodeWebp,
 };
+
+/**
+ * The first frame of a GIF as Pillow shows it. TensorFlow decodes every frame, returns the first frame's own
+ * rectangle and paints transparent pixels black; so it gets a one-frame copy of the file (an animation of many
+ * frames under the pixel limit would otherwise be a bomb of its own) with the frame moved to 0,0, the screen
+ * shrunk to the frame and transparency turned off, and the frame is then placed on Pillow's canvas.
+ */
+function decodeGif(tf: Tf, bytes: Uint8Array, header: ImageHeader): Tensor3D {
+  const frame = header.gif!;
+  const single = new Uint8Array(frame.end + 1);
+  single.set(bytes.subarray(0, frame.end));
+  single[frame.end] = 0x3b; // trailer
+  const view = new DataView(single.buffer);
+  view.setUint16(6, frame.width, true);
+  view.setUint16(8, frame.height, true);
+  view.setUint32(frame.descriptor + 1, 0, true); // left and top
+  for (const flags of frame.controlFlags) single[flags] &= ~0x01;
+  return viaTensorflow('gif', () =>
+    tf.tidy(() => {
+      const pixels = tf.node.decodeGif(single).squeeze([0]) as Tensor3D;
+      const [right, bottom] = [header.width - frame.left - frame.width, header.height - frame.top - frame.height];
+      if (frame.left === 0 && frame.top === 0 && right === 0 && bottom === 0) return pixels;
+      // Pad with the background colour: shift it to 0, pad with zeros, shift back.
+      const background = tf.tensor1d(frame.background, 'int32');
+      return tf.add(tf.pad(tf.sub(pixels, background), [[frame.top, bottom], [frame.left, right], [0, 0]]), background) as Tensor3D;
+    }),
+  );
+}
 
 function viaTensorflow(format: ImageFormat, decode: () => Tensor3D): Tensor3D {
   try {

@@ -17,8 +17,26 @@ export interface ImageHeader {
   bitDepth?: number;
   /** BMP compression field (0: uncompressed BI_RGB). */
   compression?: number;
-  /** GIF: offset just past the first image's data (where a one-frame copy of the file ends). */
-  gifFirstFrameEnd?: number;
+  /** GIF: where the first frame is and what Pillow paints around and under it. */
+  gif?: GifFirstFrame;
+}
+
+export interface GifFirstFrame {
+  /** Offset of the first image descriptor (the 0x2C byte) and offset just past its image data. */
+  descriptor: number;
+  end: number;
+  /** The frame's rectangle on the canvas (the canvas is the header's width x height). */
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+  /** Offsets of the flags byte of each graphic control extension before the frame (bit 0: transparency). */
+  controlFlags: number[];
+  /**
+   * RGB that Pillow starts the canvas with: the colour of the transparent index, or of index 0 without one, from
+   * the frame's palette. Pillow's convert('RGB') shows transparent pixels in their palette colour too.
+   */
+  background: [number, number, number];
 }
 
 /** Formats the service decodes, in the words used in error messages and docs/formats.md. */
@@ -219,22 +237,34 @@ function parseGif(r: ByteReader): ImageHeader {
     while (at(offset) !== 0) offset += at(offset) + 1;
     return offset + 1;
   };
-  const width = r.u16(6, true) ?? truncated();
-  const height = r.u16(8, true) ?? truncated();
+  const screenWidth = r.u16(6, true) ?? truncated();
+  const screenHeight = r.u16(8, true) ?? truncated();
+  const globalTable = colourTable(at(10)) > 0 ? 13 : undefined;
+  const controlFlags: number[] = [];
+  let transparent: number | undefined;
   let offset = 13 + colourTable(at(10));
   for (;;) {
     const block = at(offset);
     if (block === 0x21) {
+      // Graphic control extension: 0x21 0xF9, size 4, flags, delay (2 bytes), transparent index.
+      if (at(offset + 1) === 0xf9 && at(offset + 2) === 4) {
+        controlFlags.push(offset + 3);
+        transparent = at(offset + 3) & 0x01 ? at(offset + 6) : undefined;
+      }
       offset = skipSubBlocks(offset + 2); // extension: introducer, label, data sub-blocks
     } else if (block === 0x2c) {
-      // Image descriptor: left, top, width, height (16-bit each), flags; the frame must lie on the canvas.
-      const [left, top, w, h] = [1, 3, 5, 7].map((k) => r.u16(offset + k, true) ?? truncated());
-      if (left + w > width || top + h > height) {
-        throw corrupt('gif', `its first frame (${w}x${h} at ${left},${top}) lies outside the ${width}x${height} picture`);
-      }
-      offset += 10 + colourTable(at(offset + 9));
+      // Image descriptor: left, top, width, height (16-bit each), flags, then an optional local colour table.
+      const [left, top, width, height] = [1, 3, 5, 7].map((k) => r.u16(offset + k, true) ?? truncated());
+      const table = colourTable(at(offset + 9)) > 0 ? offset + 10 : globalTable;
+      const index = transparent ?? 0;
+      // Without any palette Pillow reads the indices as gray levels.
+      const background = (table === undefined ? [index, index, index] : [0, 1, 2].map((c) => at(table + 3 * index + c))) as [number, number, number];
+      const descriptor = offset;
       // LZW minimum code size, then the image data sub-blocks.
-      return { format: 'gif', width, height, orientation: 1, gifFirstFrameEnd: skipSubBlocks(offset + 1) };
+      const end = skipSubBlocks(offset + 10 + colourTable(at(offset + 9)) + 1);
+      const gif = { descriptor, end, left, top, width, height, controlFlags, background };
+      // A frame reaching past the declared screen enlarges the canvas, as in Pillow.
+      return { format: 'gif', width: Math.max(screenWidth, left + width), height: Math.max(screenHeight, top + height), orientation: 1, gif };
     } else {
       throw corrupt('gif', `it has an unknown block (0x${block.toString(16)}) before its first image`);
     }

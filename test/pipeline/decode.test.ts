@@ -1,5 +1,5 @@
 // decodeImage: every bad upload refused with the right ServiceError and no leaked tensor; RGB rules, GIF, BMP, EXIF.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
@@ -8,7 +8,8 @@ import { decodeImage, type DecodeOptions } from '../../src/decode';
 import { ServiceError } from '../../src/errors';
 import type { Tf } from '../../src/runtime';
 import { tf } from '../helpers/runtime';
-import { IMAGES } from './reference';
+import { createPreprocessor } from '../../src/preprocess';
+import { IMAGES, pipelineReference } from './reference';
 
 const OPTIONS: DecodeOptions = { maxPixels: 50_000_000, honourExif: false };
 const read = (file: string): Uint8Array => new Uint8Array(readFileSync(join(IMAGES, file)));
@@ -106,6 +107,61 @@ test('animated GIF: the first frame only, identical to the first of all frames',
   assert.equal(decoded.pixels.shape, [320, 480, 3]);
   assert.equal(decoded.pixels.dataSync(), first.dataSync());
   tf.dispose([decoded.pixels, frames, first]);
+});
+
+/**
+ * formats/single.gif (GIF87a, 640x480 frame, global palette) with a different screen size, the frame moved, and
+ * optionally a graphic control extension that marks `transparent` as the transparent index.
+ */
+function gifVariant(screen: [number, number], left: number, top: number, transparent?: number): Uint8Array {
+  const source = read('formats/single.gif');
+  const descriptor = 13 + 3 * 2 ** ((source[10] & 0x07) + 1);
+  assert.is(source[descriptor], 0x2c, 'single.gif: image descriptor right after the global palette');
+  const control = transparent === undefined ? [] : [0x21, 0xf9, 4, 0x01, 0, 0, transparent, 0];
+  const bytes = Uint8Array.from([...source.subarray(0, descriptor), ...control, ...source.subarray(descriptor)]);
+  const view = new DataView(bytes.buffer);
+  bytes.set([...'GIF89a'].map((c) => c.charCodeAt(0)));
+  view.setUint16(6, screen[0], true);
+  view.setUint16(8, screen[1], true);
+  view.setUint16(descriptor + control.length + 1, left, true);
+  view.setUint16(descriptor + control.length + 3, top, true);
+  return bytes;
+}
+
+test('GIF canvas as Pillow paints it: transparent pixels in their palette colour, frame placed, canvas filled', async () => {
+  // All 700x500 so that the reference's Resize is the identity and whole pictures are compared.
+  const variants: [string, Uint8Array][] = [
+    ['transparent-index', gifVariant([700, 500], 0, 0, 0x10)],
+    ['frame-offset', gifVariant([700, 500], 30, 12)],
+    ['offset-transparent', gifVariant([700, 500], 41, 9, 0x20)],
+    ['frame-past-screen', gifVariant([650, 470], 60, 20)],
+  ];
+  const dir = join(__dirname, '../../.cache/pipeline-gif-variants');
+  mkdirSync(dir, { recursive: true });
+  const files = variants.map(([name, bytes]) => {
+    writeFileSync(join(dir, `${name}.gif`), bytes);
+    return join(dir, `${name}.gif`);
+  });
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  const reference = pipelineReference({ size: [500, 700], mean, std, honour_exif: false, files });
+  const preprocess = createPreprocessor(tf, { height: 500, width: 700, mean, std });
+  for (const [i, entry] of reference.entries.entries()) {
+    if (!entry.ok) throw new Error(`Pillow could not read ${entry.file}: ${entry.error}`);
+    const decoded = await decodeImage(tf, variants[i][1], OPTIONS);
+    assert.equal([decoded.width, decoded.height], [700, 500], variants[i][0]);
+    const ours = preprocess(decoded.pixels);
+    const expected = reference.tensor(entry);
+    const values = ours.dataSync();
+    const first = values.findIndex((v, k) => Math.abs(v - expected[(k % 3) * 500 * 700 + Math.floor(k / 3)]) > 1e-5);
+    assert.is(first, -1, `${variants[i][0]}: pixel ${Math.floor(first / 3)} differs from Pillow's`);
+    tf.dispose([decoded.pixels, ours]);
+  }
+  // TensorFlow alone paints transparent pixels black: the transparent variant must really contain that index.
+  const raw = tf.node.decodeGif(gifVariant([640, 480], 0, 0, 0x10));
+  const plain = await decodeImage(tf, read('formats/single.gif'), OPTIONS);
+  assert.not.equal(raw.dataSync(), plain.pixels.dataSync(), 'index 0x10 is used in single.gif');
+  tf.dispose([raw, plain.pixels]);
 });
 
 /**

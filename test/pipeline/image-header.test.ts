@@ -77,7 +77,7 @@ test('damaged headers: 422 corrupt_image naming what is wrong', () => {
   throwsService(() => readImageHeader(bytes([0xff, 0xd8, 0xff, 0xda, 0, 2])), 422, 'corrupt_image', /no frame header \(SOF\)/);
   throwsService(() => readImageHeader(bytes([0x89], 'PNG\r\n', [0x1a, 0x0a])), 422, 'corrupt_image', /complete IHDR/);
   throwsService(() => readImageHeader(bytes('GIF89a', [1, 0, 1, 0, 0, 0, 0], [0x2c, 0, 0, 0, 0, 2, 0, 2, 0, 0])), 422, 'corrupt_image',
-    /first frame \(2x2 at 0,0\) lies outside the 1x1 picture/);
+    /GIF.*ends before its first image is complete/);
   throwsService(() => readImageHeader(bytes('GIF89a', [1, 0, 1, 0, 0, 0, 0], [0x3b])), 422, 'corrupt_image', /unknown block \(0x3b\)/);
   throwsService(() => readImageHeader(bytes('BM', [0, 0, 0, 0])), 422, 'corrupt_image', /BMP.*ends inside its header/);
   throwsService(() => readImageHeader(bytes('RIFF', [0, 0, 0, 0], 'WEBP', 'ABCD')), 422, 'corrupt_image', /no VP8, VP8L or VP8X chunk/);
