@@ -45,6 +45,11 @@ test('Softmax before opset 13 normalises over all axes from `axis` on (coerced t
   await checkAgainstOrt(one('LogSoftmax', {}, 11, [2, 3, 4]));
 });
 
+test('Gelu (opset 20), exact and tanh-approximated', async () => {
+  await checkAgainstOrt(one('Gelu', {}, 20), { nhwc: ['x'], atol: 2e-6 });
+  await checkAgainstOrt(one('Gelu', { approximate: A.s('tanh') }, 20), { nhwc: ['x'], atol: 2e-6 });
+});
+
 test('HardSwish is x * clip(x/6 + 1/2, 0, 1) in four elementwise ops', async () => {
   const m = await checkAgainstOrt(one('HardSwish'), { nhwc: ['x'] });
   assert.equal(['Mul', 'AddV2', 'ClipByValue'].map((op) => tfOps(m)[op]), [2, 1, 1]);
