@@ -14,13 +14,22 @@ export interface ServerRun {
   description?: string;
 }
 
-/** Per-image costs measured outside any server, in milliseconds (means over the photo set, medians of repeats). */
+/** Cost of one stage for one image: best wall time and mean CPU time (all threads), in milliseconds. */
+export interface Stage {
+  ms: number;
+  cpuMs: number;
+}
+
+/** Per-image costs measured outside any server; decode and preprocess are means over the photo set. */
 export interface Ceiling {
   backend: string;
-  inferMs: number;
-  ortInferMs: number;
-  decodeMs: number;
-  preprocessMs: number;
+  /** CPU used by other processes while it was measured, in cores. */
+  otherCores: number;
+  decode: Stage;
+  preprocess: Stage;
+  infer: Stage;
+  /** The same model in onnxruntime-node with default options, for comparison. */
+  ortInfer: Stage;
 }
 
 export interface RunInfo {
@@ -29,6 +38,8 @@ export interface RunInfo {
   versions: string[];
   model: string;
   photos: number;
+  /** Folder of the photos, as the reader should recognise it. */
+  images: string;
   requestsPerLevel: number;
   rounds: number;
   maxSeconds: number;
@@ -87,22 +98,33 @@ function clientCpuLine(runs: ServerRun[]): string {
 }
 
 function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
-  const perImage = ceiling.decodeMs + ceiling.preprocessMs + ceiling.inferMs;
-  const single = 1000 / perImage;
-  const ours = runs.find((r) => r.key === 'ours')?.levels.find((l) => l.concurrency === 1);
+  const stages = [ceiling.decode, ceiling.preprocess, ceiling.infer];
+  const wall = stages.reduce((sum, s) => sum + s.ms, 0);
+  const cpu = stages.reduce((sum, s) => sum + s.cpuMs, 0);
+  const row = (name: string, s: Stage) => `| ${name} | ${fixed(s.ms, 2)} | ${fixed(s.cpuMs, 2)} |`;
+  const ours = runs.find((r) => r.key === 'ours');
+  const reached = (ceilingRps: number) =>
+    ours
+      ? ours.levels.map((l) => `${fixed(l.throughput)} req/s at concurrency ${l.concurrency} (${fixed((100 * l.throughput) / ceilingRps, 0)}%)`).join(', ')
+      : 'n/a (ours not run)';
   return [
-    `| stage (one image, batch 1, ${ceiling.backend}) | ms |`,
-    '|---|---:|',
-    `| decode (mean over the photos) | ${fixed(ceiling.decodeMs, 2)} |`,
-    `| preprocess: PIL-exact resize to the model size + normalise | ${fixed(ceiling.preprocessMs, 2)} |`,
-    `| model inference | ${fixed(ceiling.inferMs, 2)} |`,
-    `| **total per image** | **${fixed(perImage, 2)}** |`,
-    `| for comparison: onnxruntime-node inference, same ONNX model, default options | ${fixed(ceiling.ortInferMs, 2)} |`,
+    `Each stage run alone, one image at a time, outside any server (${ceiling.backend}); other load meanwhile: ` +
+      `${fixed(ceiling.otherCores, 2)} cores. Wall time is the best of the repeats, CPU time (all threads) their mean.`,
     '',
-    `Single-stream ceiling: 1000 / ${fixed(perImage, 2)} ms = **${fixed(single)} req/s**` +
-      (ours ? `; our server at concurrency 1 reaches ${fixed(ours.throughput)} req/s, ${fixed((100 * ours.throughput) / single, 0)}% of it. ` +
-        'The gap is what the server adds around the three stages (HTTP, multipart parsing, JSON) plus the load ' +
-        'generator, which runs on the same 2 cores.' : '.'),
+    '| stage, one image, batch 1 | wall ms | CPU ms |',
+    '|---|---:|---:|',
+    row('decode (mean over the photos)', ceiling.decode),
+    row('preprocess: PIL-exact resize to the model size + normalise (mean over the photos)', ceiling.preprocess),
+    row('model inference', ceiling.infer),
+    `| **total per image** | **${fixed(wall, 2)}** | **${fixed(cpu, 2)}** |`,
+    row('for comparison: onnxruntime-node inference, same ONNX model, default options', ceiling.ortInfer),
+    '',
+    `- One image at a time: 1000 / ${fixed(wall, 2)} ms = **${fixed(1000 / wall)} req/s**. Ours reaches ${reached(1000 / wall)}.`,
+    `- Both cores busy with nothing but these stages: 2 x 1000 / ${fixed(cpu, 2)} CPU ms = **${fixed(2000 / cpu)} req/s**. ` +
+      `Ours reaches ${reached(2000 / cpu)}.`,
+    '',
+    'The gap to the ceiling is what a server adds around the three stages (HTTP, multipart parsing, JSON, logging) plus',
+    'the load generator, which runs on the same 2 cores.',
   ];
 }
 
@@ -154,14 +176,14 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     `- ${info.model}`,
     `- Load: closed loop (each of N connections sends its next request as soon as the previous answer arrived), ` +
       `${info.requestsPerLevel} requests per server and level or ${info.maxSeconds} s, whichever comes first, over the ` +
-      `${info.photos} photos of \`shared/images/\` (JPEG and PNG, 254 to 3264 px wide) in the same round-robin order for ` +
+      `${info.photos} photos (JPEG and PNG) of \`${info.images}\` in the same round-robin order for ` +
       'every server, after one warm-up pass over all photos.',
     `- The servers are started one after another and stay up; each level is cut into ${info.rounds} slices and the servers ` +
       'take turns slice by slice, so that load from other users of the shared machine falls on all of them alike.',
     '- Each server listens on a free port, with its output in `.cache/bench/logs/`. The load generator is a',
-    '  small closed loop on `node:http` (`bench/load.ts`) rather than autocannon: it sends 35 different multipart bodies in',
-    '  a fixed order and checks every answer\'s JSON, which autocannon would need per-request hooks and a new dependency',
-    '  for; its own CPU cost is reported under the table.',
+    `  small closed loop on \`node:http\` (\`bench/load.ts\`) rather than autocannon: it sends ${info.photos} different multipart`,
+    '  bodies in a fixed order and checks every answer\'s JSON, which autocannon would need per-request hooks and a new',
+    '  dependency for; its own CPU cost is reported under the table.',
     '',
     '## Summary',
     '',

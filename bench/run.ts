@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
-import { freePort, machineBusySeconds, ServerProcess, type ServerSpec } from './server-process';
+import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
 const ROOT = path.resolve(__dirname, '..');
 const USAGE = `Usage: npx tsx bench/run.ts [options]
@@ -253,15 +253,19 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<S
   return runs;
 }
 
-function measureCeiling(opts: Options, photos: string[]): Ceiling {
+async function measureCeiling(opts: Options, photos: string[]): Promise<Ceiling> {
   const script = path.join(ROOT, 'bench/ceiling.ts');
+  const [busyBefore, childBefore, selfBefore, start] = [await machineBusySeconds(), await reapedChildrenCpuSeconds(), process.cpuUsage(), Date.now()];
   const out = execFileSync(
     process.execPath,
     ['-r', 'tsx/cjs', script, '--model-dir', opts.modelDir, '--onnx', path.join(opts.convertDir, 'model.onnx'), ...photos],
     // TF_CPP_MIN_LOG_LEVEL=1: TensorFlow's start-up INFO lines off, its warnings and errors kept.
     { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '1' } },
   );
-  return JSON.parse(out) as Ceiling;
+  const self = process.cpuUsage(selfBefore);
+  const ours = (await reapedChildrenCpuSeconds()) - childBefore + (self.user + self.system) / 1e6;
+  const otherCores = Math.max(0, ((await machineBusySeconds()) - busyBefore - ours) / ((Date.now() - start) / 1000));
+  return { ...(JSON.parse(out) as Omit<Ceiling, 'otherCores'>), otherCores };
 }
 
 function versions(python: string, backend: string | undefined): string[] {
@@ -296,12 +300,12 @@ async function main(): Promise<void> {
   mkdirSync(logDir, { recursive: true });
 
   // The ceiling runs first, on a quiet machine, in its own process (it loads the TensorFlow binding).
-  const ceiling = opts.only.has('ceiling') ? measureCeiling(opts, photos) : undefined;
+  const ceiling = opts.only.has('ceiling') ? await measureCeiling(opts, photos) : undefined;
   const lives: Live[] = [];
   let runs: ServerRun[];
   try {
     for (const contender of contenders(opts, exported, checkpoint, logDir)) lives.push(await startServer(contender, uploads));
-    runs = await drive(lives, uploads, opts);
+    runs = lives.length > 0 ? await drive(lives, uploads, opts) : [];
   } finally {
     await Promise.all(lives.map((l) => l.server.stop()));
   }
@@ -321,6 +325,7 @@ async function main(): Promise<void> {
           'and the same arithmetic as a trained one, so speed and agreement are measured just the same)'
         : ''),
     photos: photos.length,
+    images: path.relative(path.dirname(ROOT), opts.images),
     requestsPerLevel: opts.requests,
     rounds: opts.rounds,
     maxSeconds: opts.maxSeconds,

@@ -48,6 +48,14 @@ export async function machineBusySeconds(): Promise<number> {
   return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
 }
 
+/** CPU seconds of this process's children that have exited and been waited for (cutime + cstime of /proc/self/stat). */
+export async function reapedChildrenCpuSeconds(): Promise<number> {
+  const stat = await readFile('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // cutime and cstime are fields 16 and 17, i.e. 13 and 14 after the command name.
+  return (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
+}
+
 /** The process and all its descendants (a server may run workers in child processes). */
 async function processTree(pid: number): Promise<number[]> {
   const tree = [pid];
