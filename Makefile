@@ -94,7 +94,7 @@ $(STAMPS)/flask: | $(STAMPS)
 
 # Side by side in one run: ours, the Flask original and plain onnxruntime-node; prints and writes docs/benchmark.md.
 bench: convert build setup $(STAMPS)/python $(STAMPS)/flask
-	npx tsx bench/run.ts --model-dir $(MODEL_DIR) --python $(PYTHON)
+	npx tsx bench/run.ts --model-dir $(MODEL_DIR) --convert-dir $(CONVERT_DIR) --python $(PYTHON)
 
 clean:
 	rm -rf dist .cache
