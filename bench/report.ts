@@ -154,6 +154,10 @@ function agreementSection(runs: ServerRun[], photos: string[]): string[] {
         `largest top-1 probability difference where they agree: ${maxDiff.toExponential(1)}.`,
     );
   }
+  if (runs.length > 2) {
+    const unanimous = photos.filter((photo) => new Set(runs.map((r) => top1(r.answers.get(photo)))).size === 1).length;
+    lines.push(`- All ${runs.length} servers give the same top-1 on **${unanimous}/${photos.length}** photos.`);
+  }
   if (disagreements.length > 0) {
     lines.push('', '| photo | server | its top-1 | Flask top-1 |', '|---|---|---|---|', ...disagreements);
   }
