@@ -18,15 +18,22 @@ interface Running {
   url: URL;
 }
 
-const test = suite<{ dir: string; upload: Upload; flask?: Running; ort?: Running }>('bench baselines', {
-  dir: '',
-  upload: { name: '', body: Buffer.alloc(0), contentType: '' },
-});
+interface Fixture {
+  upload: Upload;
+  flask: Running;
+  ort: Running;
+}
+
+const test = suite('bench baselines');
+let fixture: Promise<Fixture> | undefined;
+const started: ServerProcess[] = [];
+const tmpDirs: string[] = [];
 
 async function start(command: string, args: string[], name: string, dir: string, upload: Upload): Promise<Running> {
   const port = await freePort();
   const url = new URL(`http://127.0.0.1:${port}/predict`);
   const server = ServerProcess.start({ command, args: [...args, '--port', String(port)], logFile: path.join(dir, `${name}.log`) });
+  started.push(server);
   await server.waitReady(async () => (await post(url, upload, new http.Agent())).status === 200, 60);
   return { server, url };
 }
@@ -54,28 +61,43 @@ function assertOriginalShape(json: unknown): { label: string; probability: numbe
   return answer.predictions;
 }
 
-test.before(async (ctx) => {
-  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
-  execFileSync(PYTHON, [path.join(ROOT, 'bench/fixture_model.py'), ctx.dir], { stdio: ['ignore', 'ignore', 'pipe'] });
-  [ctx.upload] = await loadUploads([PHOTO]);
-  [ctx.flask, ctx.ort] = await Promise.all([
-    start(PYTHON, [path.join(ROOT, 'bench/flask_server.py'), '--checkpoint', path.join(ctx.dir, 'best.pth')], 'flask', ctx.dir, ctx.upload),
-    start(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'bench/ort-server.ts'), '--model', path.join(ctx.dir, 'model.onnx')], 'ort', ctx.dir, ctx.upload),
-  ]);
+/**
+ * Model files and both servers, made once on first use. Not in test.before: uvu 0.5 swallows an error thrown
+ * there and still exits 0, while an error thrown inside a test fails the run.
+ */
+function setUp(): Promise<Fixture> {
+  fixture ??= (async () => {
+    try {
+      execFileSync(PYTHON, ['-c', 'import flask'], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`Flask is missing from ${PYTHON}: run \`make .cache/stamps/flask\` (installs Debian's python3-flask)`);
+    }
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
+    tmpDirs.push(dir);
+    execFileSync(PYTHON, [path.join(ROOT, 'bench/fixture_model.py'), dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const [upload] = await loadUploads([PHOTO]);
+    const [flask, ort] = await Promise.all([
+      start(PYTHON, [path.join(ROOT, 'bench/flask_server.py'), '--checkpoint', path.join(dir, 'best.pth')], 'flask', dir, upload),
+      start(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'bench/ort-server.ts'), '--model', path.join(dir, 'model.onnx')], 'ort', dir, upload),
+    ]);
+    return { upload, flask, ort };
+  })();
+  return fixture;
+}
+
+test.after(async () => {
+  await Promise.all(started.map((server) => server.stop()));
+  for (const dir of tmpDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-test.after(async (ctx) => {
-  await Promise.all([ctx.flask?.server.stop(), ctx.ort?.server.stop()]);
-  rmSync(ctx.dir, { recursive: true, force: true });
-});
-
-test('both answer a photo with the original JSON shape and the same top-1 class of the same weights', async (ctx) => {
+test('both answer a photo with the original JSON shape and the same top-1 class of the same weights', async () => {
+  const { flask: flaskServer, ort: ortServer, upload } = await setUp();
   const answers = [];
-  for (const running of [ctx.flask, ctx.ort]) {
-    const response = await fetch(running!.url, {
+  for (const running of [flaskServer, ortServer]) {
+    const response = await fetch(running.url, {
       method: 'POST',
-      headers: { 'content-type': ctx.upload.contentType },
-      body: ctx.upload.body,
+      headers: { 'content-type': upload.contentType },
+      body: upload.body,
     });
     assert.is(response.status, 200);
     answers.push(assertOriginalShape(await response.json()));
@@ -85,11 +107,12 @@ test('both answer a photo with the original JSON shape and the same top-1 class 
   assert.ok(Math.abs(ort[0].probability - flask[0].probability) < 0.01, `top-1 ${ort[0].probability} vs ${flask[0].probability}`);
 });
 
-test('a request without an image: Flask replica answers {"success": false} as the original, ort a 400 that says why', async (ctx) => {
-  const flask = await postWithoutImage(ctx.flask!.url);
+test('a request without an image: Flask replica answers {"success": false} as the original, ort a 400 that says why', async () => {
+  const servers = await setUp();
+  const flask = await postWithoutImage(servers.flask.url);
   assert.is(flask.status, 200);
   assert.equal(flask.json, { success: false });
-  const ort = await postWithoutImage(ctx.ort!.url);
+  const ort = await postWithoutImage(servers.ort.url);
   assert.is(ort.status, 400);
   assert.match((ort.json as { error: { message: string } }).error.message, /multipart\/form-data field "image"/);
 });
