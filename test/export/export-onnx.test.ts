@@ -49,6 +49,27 @@ class Payload:
     def __reduce__(self):
         return (open, (d + '/payload-ran', 'w'))
 save({'state_dict': sd, 'loss': 0.25, 'payload': Payload()}, 'payload')
+# Other heads, with the user's own logits for a fixed input: a Linear put in place of MobileNetV3's whole
+# classifier (its head is classifier.3), and SqueezeNet's 1x1 Conv2d classifier; both scaled up from the tiny
+# logits of their initialisation, which any tolerance would accept.
+torch.manual_seed(1)
+mobilenet = models.mobilenet_v3_small(num_classes=5)
+mobilenet.classifier = nn.Linear(576, 5)
+squeezenet = models.squeezenet1_1(num_classes=4)
+with torch.no_grad():
+    mobilenet.classifier.weight.mul_(100)
+    squeezenet.classifier[1].weight.mul_(100)
+x = torch.rand(2, 3, 64, 64)
+x.numpy().astype('<f4').tofile(d + '/other-input.f32')
+for name, model in (('mobilenet_v3_small', mobilenet), ('squeezenet1_1', squeezenet)):
+    with torch.no_grad():
+        # BatchNorm statistics from the input itself: with the initial ones MobileNet's features vanish.
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = None
+        model.train()(x)
+        model.eval()(x).numpy().astype('<f4').tofile(d + '/' + name + '.logits.f32')
+    save(model.state_dict(), name)
 two = collections.OrderedDict((k, v) for k, v in sd.items() if not k.startswith('fc.'))
 two.update({'fc.0.weight': torch.zeros(256, 512), 'fc.0.bias': torch.zeros(256),
             'fc.2.weight': torch.zeros(102, 256), 'fc.2.bias': torch.zeros(102)})
@@ -253,6 +274,29 @@ test('model.onnx runs in onnxruntime with input/logits names, a dynamic batch an
   assertClose(batch3.logits.data as Float32Array, expected, tolerance, 'batch of 3');
   const batch1 = await session.run({ input: new ort.Tensor('float32', input.slice(0, 3 * 64 * 64), [1, 3, 64, 64]) });
   assertClose(batch1.logits.data as Float32Array, expected.subarray(0, NUM_CLASSES), tolerance, 'batch of 1');
+});
+
+test("other architectures' heads: a Linear replacing the whole classifier, a Conv2d classifier", async (ctx) => {
+  const archs: [string, string, number][] = [
+    ['mobilenet_v3_small', 'classifier: Linear', 5],
+    ['squeezenet1_1', 'classifier.1: Conv2d', 4],
+  ];
+  const results = await pool(
+    archs.map(([arch]) => () =>
+      run(PYTHON, [EXPORTER, '--checkpoint', path.join(ctx.dir, `${arch}.pth`), '--arch', arch, '--out', path.join(ctx.dir, `out-${arch}`)]),
+    ),
+  );
+  const input = readF32(path.join(ctx.dir, 'other-input.f32'));
+  for (const [i, [arch, head, classes]] of archs.entries()) {
+    assert.is(results[i].code, 0, `${arch}: ${results[i].stderr}`);
+    assert.ok(results[i].stdout.includes(`${classes} classes, head ${head}`), results[i].stdout);
+    // The exported graph answers as the user's own model did, not merely as the rebuilt one.
+    const session = await ort.InferenceSession.create(path.join(ctx.dir, `out-${arch}/model.onnx`));
+    const output = await session.run({ input: new ort.Tensor('float32', input, [2, 3, 64, 64]) });
+    const expected = readF32(path.join(ctx.dir, `${arch}.logits.f32`));
+    assert.ok(Math.max(...Array.from(expected, Math.abs)) > 0.1, `${arch}: degenerate fixture logits`);
+    assertClose(output.logits.data as Float32Array, expected, 1e-4 * Math.max(1, ...Array.from(expected, Math.abs)), arch);
+  }
 });
 
 test('labels: a list, an {index: name} map, and cat_to_name.json through either class_to_idx', (ctx) => {

@@ -56,30 +56,46 @@ def _head_name(model):
 
 
 def _head_form(head, state_dict):
-    """The checkpoint's head under the arch's head name: ("plain" | "sequential", num_classes), or None.
+    """Where and how the checkpoint stores its classifier: (prefix, "plain" | "sequential", weight) or None.
 
-    `fc.weight` is a plain layer; `fc.0.weight` alone is the original demo's Sequential(Linear).
+    Looked for at the arch's head, then at each enclosing module, as users replace either: `fc.weight` is a
+    plain layer, `fc.0.weight` alone the original demo's Sequential(Linear), and `classifier.weight` in an
+    EfficientNet (whose head is classifier.1) a Linear put in place of the whole classifier.
     """
-    layers = sorted({k[len(head) + 1:].split(".")[0] for k in state_dict if k.startswith(head + ".")})
-    if f"{head}.weight" in state_dict:
-        return "plain", state_dict[f"{head}.weight"].shape[0]
-    if layers == ["0"] and f"{head}.0.weight" in state_dict:
-        return "sequential", state_dict[f"{head}.0.weight"].shape[0]
-    if len(layers) > 1 and all(layer.isdigit() for layer in layers):
-        names = ", ".join(f"{head}.{n}" for n in layers)
-        raise UserError(f"the checkpoint's head {head} has several layers ({names}): a state dict does not record "
-                        f"the activations between them, so it cannot be rebuilt; only a single-layer head "
-                        f"({head}.weight or {head}.0.weight) is supported")
+    parts = head.split(".")
+    for depth in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:depth])
+        layers = sorted({k[len(prefix) + 1:].split(".")[0] for k in state_dict if k.startswith(prefix + ".")})
+        if f"{prefix}.weight" in state_dict:
+            return prefix, "plain", state_dict[f"{prefix}.weight"]
+        if layers == ["0"] and f"{prefix}.0.weight" in state_dict:
+            return prefix, "sequential", state_dict[f"{prefix}.0.weight"]
+        if prefix == head and len(layers) > 1 and all(layer.isdigit() for layer in layers):
+            names = ", ".join(f"{head}.{n}" for n in layers)
+            raise UserError(f"the checkpoint's head {head} has several layers ({names}): a state dict does not "
+                            f"record the activations between them, so it cannot be rebuilt; only a single-layer "
+                            f"head ({head}.weight or {head}.0.weight) is supported")
     return None
 
 
 def _build(arch, state_dict, head, form, shapes_only=False):
-    """The arch with the checkpoint's class count (aux heads included) and its head wrapped as saved."""
-    model = _construct(arch, state_dict, form[1] if form else None, shapes_only)
-    if form and form[0] == "sequential":
-        parent_name, _, attr = head.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, attr, nn.Sequential(getattr(parent, attr)))
+    """The arch with the checkpoint's class count (aux heads included) and its classifier laid out as saved."""
+    if form is None:
+        return _construct(arch, state_dict, shapes_only=shapes_only)
+    prefix, kind, weight = form
+    model = _construct(arch, state_dict, weight.shape[0], shapes_only)
+    if prefix == head and kind == "plain":
+        return model
+    parent_name, _, attr = prefix.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if prefix == head:
+        layer = getattr(parent, attr)
+    elif weight.dim() == 2:
+        bias = f"{prefix}.0.bias" if kind == "sequential" else f"{prefix}.bias"
+        layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias in state_dict)
+    else:
+        return model
+    setattr(parent, attr, nn.Sequential(layer) if kind == "sequential" else layer)
     return model
 
 
@@ -113,7 +129,8 @@ def _suggest(arch, state_dict):
     for candidate in classification_archs():
         if candidate != arch:
             model = _construct(candidate, state_dict, shapes_only=True)
-            if not any(_mismatches(model, state_dict, skip_prefix=_head_name(model) + ".")):
+            # The whole top-level module holding the head is left out: users replace it as often as the head.
+            if not any(_mismatches(model, state_dict, skip_prefix=_head_name(model).split(".")[0] + ".")):
                 fitting.append(candidate)
     if fitting:
         return "it fits --arch " + " or --arch ".join(fitting)
@@ -143,6 +160,6 @@ def build_model(arch, state_dict):
         if key.endswith("num_batches_tracked"):
             state_dict.setdefault(key, value)
     model.load_state_dict(state_dict, strict=True)
-    kind, num_classes = form
-    layer = type(model.get_submodule(head if kind == "plain" else f"{head}.0")).__name__
-    return model.eval(), num_classes, f"{head}: {layer if kind == 'plain' else f'Sequential({layer})'}"
+    prefix, kind, weight = form
+    layer = type(model.get_submodule(prefix if kind == "plain" else f"{prefix}.0")).__name__
+    return model.eval(), weight.shape[0], f"{prefix}: {layer if kind == 'plain' else f'Sequential({layer})'}"
