@@ -31,6 +31,7 @@ test('info reports the CPU binding, its devices and the pinned TensorFlow versio
     tfjsVersion: tfjs.version,
     intraOpThreads: null,
     interOpThreads: null,
+    oneDnn: false,
   });
 });
 

@@ -13,10 +13,10 @@ const ROOT = path.resolve(__dirname, '../..');
 const HAS_NVIDIA = existsSync('/dev/nvidiactl');
 const GPU_MARKER = path.join(ROOT, 'node_modules/@tensorflow/tfjs-node-gpu/deps/provisioned-from');
 
-/** Runs `code` (TypeScript allowed) in a fresh Node process at the repo root; returns the JSON it prints last. */
-function inChild<T>(code: string, env: Record<string, string> = {}): T {
+/** Runs `code` (TypeScript allowed) in a fresh Node process at the repo root, without inherited TF settings. */
+function runChild(code: string, env: Record<string, string> = {}): { stdout: string; stderr: string } {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...env };
-  for (const name of ['TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'DEVICE']) {
+  for (const name of ['TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'TF_ENABLE_ONEDNN_OPTS', 'DEVICE']) {
     if (!(name in env)) delete childEnv[name];
   }
   const child = spawnSync(process.execPath, ['-r', require.resolve('tsx/cjs'), '-e', code], {
@@ -26,7 +26,12 @@ function inChild<T>(code: string, env: Record<string, string> = {}): T {
     timeout: 120_000,
   });
   assert.is(child.status, 0, `child failed: ${child.stderr}`);
-  const lines = child.stdout.trim().split('\n');
+  return child;
+}
+
+/** The JSON that `code` prints last. */
+function inChild<T>(code: string, env: Record<string, string> = {}): T {
+  const lines = runChild(code, env).stdout.trim().split('\n');
   return JSON.parse(lines[lines.length - 1]) as T;
 }
 
@@ -112,6 +117,20 @@ test('thread counts reach TensorFlow: options and env variables size its thread 
   assert.is(large.threads - small.threads, 6);
   const fromEnv = run("{ device: 'cpu' }", { TF_NUM_INTRAOP_THREADS: '3' });
   assert.equal([fromEnv.info.intraOpThreads, fromEnv.info.interOpThreads], [3, null]);
+});
+
+test('oneDNN is off unless TF_ENABLE_ONEDNN_OPTS turns it on, and TensorFlow follows', () => {
+  const code = `const { info } = require('./src/runtime').loadRuntime({ device: 'cpu' }); console.log(JSON.stringify(info.oneDnn));`;
+  // TensorFlow announces oneDNN when it is on, whatever TF_CPP_MIN_LOG_LEVEL says.
+  const announce = /oneDNN custom operations are on/;
+  const off = runChild(code);
+  assert.is(off.stdout.trim(), 'false');
+  assert.not.match(off.stderr, announce);
+  const on = runChild(code, { TF_ENABLE_ONEDNN_OPTS: 'true' });
+  assert.is(on.stdout.trim(), 'true');
+  assert.match(on.stderr, announce);
+  const bad = inChild<Outcome>(startup("{ device: 'cpu' }"), { TF_ENABLE_ONEDNN_OPTS: 'yes' });
+  assert.is(bad.error, 'TF_ENABLE_ONEDNN_OPTS must be 0, 1, true or false, got "yes"');
 });
 
 test.run();
