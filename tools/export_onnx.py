@@ -101,7 +101,9 @@ def export(args, staging, raw_labels, class_to_idx):
     model, num_classes, head = build_model(args.arch, state_dict)
     labels = None
     if raw_labels is not None:
-        labels = resolve_labels(raw_labels, args.labels, num_classes, class_to_idx or checkpoint_class_to_idx)
+        if class_to_idx is None and checkpoint_class_to_idx is not None:
+            class_to_idx = check_class_to_idx(checkpoint_class_to_idx, f"checkpoint {args.checkpoint}")
+        labels = resolve_labels(raw_labels, args.labels, num_classes, class_to_idx)
 
     x = reference_input(args.image_size)
     logits = run_reference(model, x, args.arch, num_classes)

@@ -34,6 +34,7 @@ save(sd, 'legacy', _use_new_zipfile_serialization=False)
 save({'state_dict': collections.OrderedDict(('model.' + k, v) for k, v in sd.items()), 'hyper_parameters': {'lr': 0.1}},
      'lightning')
 save({'state_dict': [1, 2], 'epoch': 7}, 'no-state-dict')
+save(collections.OrderedDict((k, v) for k, v in sd.items() if not k.startswith('fc.')), 'headless')
 save(collections.OrderedDict((k, v) for k, v in sd.items() if not k.endswith('num_batches_tracked')), 'no-batches-tracked')
 # ImageFolder numbers class folders in string order: '1', '10', '100', '101', '102', '11', ...
 folders = sorted(str(i) for i in range(1, 103))
@@ -323,7 +324,7 @@ test('labels that do not fit the model are refused with what to do', async (ctx)
     [['--labels', write('broken.json', '{"0": "rose",')], /broken\.json is not valid UTF-8 JSON/],
     [['--labels', path.join(ctx.dir, 'missing.json')], /labels file not found: .*missing\.json/],
     [['--labels', path.join(ctx.dir, 'cat_to_name.json'), '--class-to-idx', write('bad-cti.json', '["1", "2"]')],
-      /class_to_idx from .*bad-cti\.json must be a JSON object/],
+      /class_to_idx from .*bad-cti\.json must map class folder names \(strings\) to indices/],
   ];
   const results = await pool(
     cases.map(([args], i) => () =>
@@ -353,6 +354,8 @@ test('checkpoint and output errors: one line, exit status 1, nothing written', a
     [['--checkpoint', demo, '--arch', 'resnet19'], /unknown --arch 'resnet19'; did you mean resnet18/],
     [['--checkpoint', path.join(ctx.dir, 'no-state-dict.pth')],
       /no state dict in checkpoint .*: its top-level keys are 'state_dict', 'epoch' \('state_dict' holds a list\)/],
+    [['--checkpoint', path.join(ctx.dir, 'headless.pth')],
+      /fits --arch resnet18 except its classifier: expected fc\.weight or fc\.0\.weight, found nothing under fc$/],
     [['--checkpoint', path.join(ctx.dir, 'two-layer-head.pth')], /head fc has several layers \(fc\.0, fc\.2\)/],
   ];
   const results = await pool(

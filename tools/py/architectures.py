@@ -150,8 +150,14 @@ def build_model(arch, state_dict):
     # Shapes-only builds check the fit first: a wrong --arch then costs no weight initialisation.
     head = _head_name(_construct(arch, state_dict, shapes_only=True))
     form = _head_form(head, state_dict)
-    missing, unexpected, shapes = _mismatches(_build(arch, state_dict, head, form, shapes_only=True), state_dict)
+    probe = _build(arch, state_dict, head, form, shapes_only=True)
+    missing, unexpected, shapes = _mismatches(probe, state_dict)
     if missing or unexpected or shapes:
+        top = head.split(".")[0] + "."
+        if not any(_mismatches(probe, state_dict, skip_prefix=top)):
+            found = [k for k in state_dict if k.startswith(top)][:_SHOWN]
+            raise UserError(f"the checkpoint fits --arch {arch} except its classifier: expected {head}.weight or "
+                            f"{head}.0.weight, found {', '.join(found) or f'nothing under {top[:-1]}'}")
         raise UserError(f"the checkpoint does not fit --arch {arch}: {_describe(missing, unexpected, shapes)}; "
                         f"{_suggest(arch, state_dict)}")
     model = _build(arch, state_dict, head, form)

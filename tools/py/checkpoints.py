@@ -160,13 +160,9 @@ def _find_state_dict(obj, path):
                     f"of tensors, a dict with 'state_dict', 'model_state_dict' or 'model', or an nn.Module")
 
 
-def _class_to_idx(obj, path):
-    value = obj.get("class_to_idx") if isinstance(obj, dict) else getattr(obj, "class_to_idx", None)
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in value.items()):
-        raise UserError(f"class_to_idx in checkpoint {path} is not a {{folder name: index}} dict")
-    return dict(value)
+def _class_to_idx(obj):
+    """What ImageFolder users save beside the weights ({folder name: index}); checked only if labels need it."""
+    return obj.get("class_to_idx") if isinstance(obj, dict) else getattr(obj, "class_to_idx", None)
 
 
 def read_checkpoint(path, trust=False):
@@ -178,4 +174,4 @@ def read_checkpoint(path, trust=False):
     check_checkpoint_file(path)
     obj = _torch_load(path, trust)
     state_dict, where = _find_state_dict(obj, path)
-    return _strip_prefixes(state_dict), _class_to_idx(obj, path), where
+    return _strip_prefixes(state_dict), _class_to_idx(obj), where

@@ -21,7 +21,7 @@ def check_class_to_idx(mapping, source):
     """A {folder name: index} dict as torchvision's ImageFolder builds it."""
     if not isinstance(mapping, dict) or not mapping or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in mapping.items()):
-        raise UserError(f"class_to_idx from {source} must be a JSON object {{\"folder name\": index}}")
+        raise UserError(f"class_to_idx from {source} must map class folder names (strings) to indices (integers)")
     return mapping
 
 
