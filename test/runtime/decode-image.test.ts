@@ -6,7 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tf } from '../helpers/runtime';
 
-const IMAGES = path.resolve(__dirname, '../../../shared/images');
+// The shared photos sit beside the repository (TEST_IMAGES overrides, as in test/pipeline/reference.ts).
+const IMAGES = process.env.TEST_IMAGES ?? path.resolve(__dirname, '../../../shared/images');
 const CASES = [
   { file: 'p07-robin.jpg', format: 'jpeg' },
   { file: 'formats/progressive.jpg', format: 'jpeg' },
