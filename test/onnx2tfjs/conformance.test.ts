@@ -4,9 +4,7 @@ import path from 'node:path';
 import type { NamedTensorMap, Tensor } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { convertOnnx } from '../../tools/onnx2tfjs/converter';
-import { registry } from '../../tools/onnx2tfjs/ops';
-import { toGraphModelFiles } from '../../tools/onnx2tfjs/writer';
+import { convertOnnx, registry, toGraphModelFiles } from '../../tools/onnx2tfjs';
 import { Adaptation, adaptModel, CaseNode, DataSet, elemTypeName, listCases, OnnxCase, readDataSets, SUITES, TestTensor } from '../helpers/onnx-testdata';
 import { tf } from '../helpers/runtime';
 

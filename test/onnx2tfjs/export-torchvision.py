@@ -35,6 +35,10 @@ def build(arch: str, num_classes: int) -> torch.nn.Module:
     return model.eval()
 
 
+def gen_head() -> torch.Generator:
+    return torch.Generator().manual_seed(3)
+
+
 def last_linear(model: torch.nn.Module) -> torch.nn.Module:
     layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     return layers[-1]
@@ -54,11 +58,14 @@ def main() -> None:
     model = build(a.arch, a.classes)
     x = torch.randn(a.batch, 3, a.size, a.size, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
+        head = last_linear(model)
+        if not head.weight.any():
+            # Some archs (ViT) zero-initialise the head: random logits instead of all-zero ones.
+            head.weight.normal_(0, 0.01, generator=gen_head())
         logits = model(x)
         # Scale the head so logits are O(10): a tolerance relative to tiny logits would accept anything.
         peak = float(logits.abs().max())
         if peak > 0:
-            head = last_linear(model)
             head.weight.mul_(10.0 / peak)
             if head.bias is not None:
                 head.bias.mul_(10.0 / peak)

@@ -15,6 +15,16 @@ export interface Env {
   /** Nodes fused into an earlier one, with the name whose value their first output takes. */
   absorbed: Map<OnnxNode, string>;
   symbols: { next: number };
+  /** For each run-time dimension symbol, a graph tensor holding it: reference, dtype and TF axis. */
+  symbolSources: Map<string, { ref: string; dtype: DType; axis: number }>;
+}
+
+/** Remembers where each symbolic dim of `v` can be read at run time (first tensor seen wins). */
+export function recordSymbols(env: Env, v: Value): void {
+  if (v.kind !== 'tensor') return;
+  v.shape.forEach((d, i) => {
+    if (typeof d === 'string' && !env.symbolSources.has(d)) env.symbolSources.set(d, { ref: v.ref, dtype: v.dtype, axis: v.perm.indexOf(i) });
+  });
 }
 
 export class NodeContext {
@@ -158,12 +168,47 @@ export class NodeContext {
     return this.constRef(makeConst(dtype, [], [v]), suffix);
   }
 
-  /** Emits a Reshape to `shape` (at most one entry may be symbolic; it becomes -1). */
+  /** A run-time int32 scalar-vector [1] holding symbolic dim `sym` ("s" or "s*k" for a product with a constant). */
+  private symbolTensor(sym: string, suffix: string): string {
+    const product = /^(.*)\*(\d+)$/.exec(sym);
+    if (product) {
+      const base = this.symbolTensor(product[1], suffix);
+      return this.op('Mul', [base, this.ints32([Number(product[2])], `${suffix}/factor`)], { T: attr.type('int32') }, `${suffix}/mul`);
+    }
+    const src = this.env.symbolSources.get(sym);
+    if (!src) this.fail(`no tensor carries the run-time dimension ${sym}`);
+    const shape = this.op('Shape', [src.ref], { T: attr.type(src.dtype), out_type: attr.type('int32') }, `${suffix}/shape`);
+    return this.op('StridedSlice', [shape, this.ints32([src.axis], `${suffix}/b`), this.ints32([src.axis + 1], `${suffix}/e`), this.ints32([1], `${suffix}/s`)], {
+      T: attr.type('int32'), Index: attr.type('int32'), begin_mask: attr.int(0), end_mask: attr.int(0),
+      ellipsis_mask: attr.int(0), new_axis_mask: attr.int(0), shrink_axis_mask: attr.int(0),
+    }, `${suffix}/dim`);
+  }
+
+  /** A 1-D int32 shape: a Const when static, else assembled at run time from the tensors carrying its symbols. */
+  shapeTensor(dims: Dim[], suffix: string): string {
+    if (dims.every((d) => typeof d === 'number')) return this.ints32(dims as number[], suffix);
+    const parts: string[] = [];
+    let run: number[] = [];
+    const flush = () => {
+      if (run.length) parts.push(this.ints32(run, `${suffix}/part${parts.length}`));
+      run = [];
+    };
+    for (const d of dims) {
+      if (typeof d === 'number') run.push(d);
+      else {
+        flush();
+        parts.push(this.symbolTensor(d, `${suffix}/sym${parts.length}`));
+      }
+    }
+    flush();
+    return this.op('ConcatV2', [...parts, this.scalar('int32', 0, `${suffix}/axis`)], { T: attr.type('int32'), N: attr.int(parts.length), Tidx: attr.type('int32') }, suffix);
+  }
+
+  /** Emits a Reshape to `shape`: one run-time dim becomes -1; more are read from the tensors that carry them. */
   reshape(ref: string, shape: Dim[], dtype: DType, suffix = 'reshape'): string {
     const symbolic = shape.filter((d) => typeof d === 'string' || d === -1).length;
-    if (symbolic > 1) this.fail(`reshape to [${shape.join(', ')}] needs more than one run-time dimension`);
-    const target = shape.map((d) => (typeof d === 'string' ? -1 : d));
-    return this.op('Reshape', [ref, this.ints32(target, `${suffix}/shape`)], { T: attr.type(dtype), Tshape: attr.type('int32') }, suffix);
+    const target = symbolic > 1 ? this.shapeTensor(shape, `${suffix}/shape`) : this.ints32(shape.map((d) => (typeof d === 'string' ? -1 : d)), `${suffix}/shape`);
+    return this.op('Reshape', [ref, target], { T: attr.type(dtype), Tshape: attr.type('int32') }, suffix);
   }
 
   /**

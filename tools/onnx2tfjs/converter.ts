@@ -1,6 +1,6 @@
 // The conversion walk: ONNX nodes in topological order through the op registry into a TF GraphDef plus weights.
 import { attr, GraphBuilder, TfNode } from './graph-builder';
-import { NHWC, NodeContext, Env } from './context';
+import { NHWC, NodeContext, Env, recordSymbols } from './context';
 import { identityPerm } from './const-math';
 import { OnnxGraph, OnnxNode, readOnnx } from './reader';
 import { OpRegistry, registry as defaultRegistry } from './ops';
@@ -64,6 +64,7 @@ export function convertGraph(graph: OnnxGraph, opts: ConvertOptions = {}): Conve
     graphOutputs: new Set(graph.outputs.map((o) => o.name)),
     absorbed: new Map<OnnxNode, string>(),
     symbols: { next: 0 },
+    symbolSources: new Map(),
   };
   const keyOf = (name: string) => opts.rename?.[name] ?? name;
   for (const [name, t] of graph.initializers) env.values.set(name, { kind: 'const', tensor: t });
@@ -88,7 +89,9 @@ export function convertGraph(graph: OnnxGraph, opts: ConvertOptions = {}): Conve
       shape: perm.map((a) => (typeof inp.shape[a] === 'number' ? (inp.shape[a] as number) : -1)),
     };
     const ref = g.op('Placeholder', [], { dtype: attr.type(inp.dtype), shape: attr.shape(spec.shape) }, spec.key);
-    env.values.set(inp.name, { kind: 'tensor', ref, dtype: inp.dtype, shape: [...inp.shape], perm: [...perm] });
+    const value: Value = { kind: 'tensor', ref, dtype: inp.dtype, shape: [...inp.shape], perm: [...perm] };
+    env.values.set(inp.name, value);
+    recordSymbols(env, value);
     inputs.push(spec);
     signature.inputs[spec.key] = signatureEntry(ref, spec);
   }
@@ -114,6 +117,7 @@ export function convertGraph(graph: OnnxGraph, opts: ConvertOptions = {}): Conve
     const outs = conv.convert(ctx);
     outs.forEach((v, i) => {
       if (node.outputs[i]) env.values.set(node.outputs[i], v);
+      recordSymbols(env, v);
     });
   }
 

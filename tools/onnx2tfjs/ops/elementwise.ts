@@ -1,8 +1,8 @@
 // Elementwise math: broadcasting binary ops (constants folded, permuted to the other operand's layout) and unary ops.
 import { attr } from '../graph-builder';
-import { NodeContext } from '../context';
+import { dimsOf, dimsValue, NodeContext } from '../context';
 import { binaryConst, broadcastDims, identityPerm, makeConst, unaryConst } from '../const-math';
-import { ConstTensor, DType, TensorValue, Value } from '../types';
+import { ConstTensor, Dim, DType, TensorValue, Value } from '../types';
 import type { OpConverter, OpRegistry } from './index';
 
 /** Brings a value to rank `r` (leading 1s) in layout `perm`. */
@@ -29,12 +29,57 @@ export function resultPerm(values: Value[], r: number): number[] {
 
 export const rankOf = (v: Value): number => (v.kind === 'const' ? v.tensor.shape.length : v.kind === 'dims' ? (v.scalar ? 0 : 1) : v.shape.length);
 
-function asConst(v: Value): ConstTensor | null {
+export function asConst(v: Value): ConstTensor | null {
   if (v.kind === 'const') return v.tensor;
   if (v.kind === 'dims' && v.dims.every((d) => typeof d === 'number')) {
     return makeConst(v.dtype, v.scalar ? [] : [v.dims.length], v.dims as number[]);
   }
   return null;
+}
+
+/**
+ * Arithmetic on symbolic dims (shape vectors with a run-time batch): the forms exporters emit, where the result
+ * is still a dim (s*1, s+0, s*k, (s*k)/k) or a decided comparison (a size is never negative). Else undefined.
+ */
+function symbolic(op: string, x: Dim, y: Dim): Dim | undefined {
+  if (typeof x === 'number' && typeof y === 'number') return undefined;
+  const [s, n] = typeof x === 'string' ? [x, y] : [y as string, x];
+  switch (op) {
+    case 'Mul':
+      if (n === 1) return s;
+      return typeof n === 'number' && n > 0 ? `${s}*${n}` : undefined;
+    case 'Div':
+      if (typeof x !== 'string' || typeof y !== 'number') return undefined;
+      if (y === 1) return x;
+      return x.endsWith(`*${y}`) ? x.slice(0, -`*${y}`.length) : undefined;
+    case 'Add':
+    case 'Sub':
+      return n === 0 && (op === 'Add' || typeof x === 'string') ? s : undefined;
+    case 'Equal':
+      if (x === y) return 1;
+      return typeof n === 'number' && n < 0 ? 0 : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Folds a binary op over shape vectors with symbolic entries (scalars broadcast). */
+function foldDims(ctx: NodeContext, spec: BinarySpec, operands: Value[]): Value | null {
+  if (!operands.some((v) => v.kind === 'dims')) return null;
+  const ds = operands.map(dimsOf);
+  if (ds.some((d) => !d) || operands.length !== 2) return null;
+  const [a, b] = ds as NonNullable<ReturnType<typeof dimsOf>>[];
+  const n = Math.max(a.dims.length, b.dims.length);
+  if ((a.dims.length !== n && a.dims.length !== 1) || (b.dims.length !== n && b.dims.length !== 1)) ctx.fail('shape vectors of different lengths');
+  const out = Array.from({ length: n }, (_, i) => {
+    const x = a.dims[a.dims.length === 1 ? 0 : i];
+    const y = b.dims[b.dims.length === 1 ? 0 : i];
+    if (typeof x === 'number' && typeof y === 'number') return spec.tf === 'RealDiv' ? Math.trunc(x / y) : spec.fold(x, y);
+    const r = symbolic(ctx.node.opType, x, y);
+    if (r === undefined) ctx.fail(`${ctx.node.opType} of run-time dimension ${x} and ${y} cannot be computed at conversion time`);
+    return r;
+  });
+  return dimsValue(out, a.scalar && b.scalar, spec.out ?? a.dtype);
 }
 
 interface BinarySpec {
@@ -47,12 +92,14 @@ interface BinarySpec {
 
 const truncDiv = (x: number, y: number) => Math.trunc(x / y);
 
-function binary(spec: BinarySpec): OpConverter {
+export function binary(spec: BinarySpec): OpConverter {
   return {
     attrs: [],
     convert(ctx) {
       const operands = ctx.node.inputs.map((_, i) => ctx.need(i));
       if (operands.length < 2) ctx.fail('needs at least two inputs');
+      const symbolicResult = foldDims(ctx, spec, operands);
+      if (symbolicResult) return [symbolicResult];
       const consts = operands.map(asConst);
       if (consts.every((c) => c)) {
         const dtype = consts[0]!.dtype;

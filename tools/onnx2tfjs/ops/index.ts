@@ -5,6 +5,7 @@ import { activation } from './activation';
 import { conv } from './conv';
 import { elementwise } from './elementwise';
 import { linear } from './linear';
+import { logical } from './logical';
 import { normalization } from './normalization';
 import { pool } from './pool';
 import { reduce } from './reduce';
@@ -27,6 +28,7 @@ export const families: Readonly<Record<string, OpRegistry>> = {
   conv,
   elementwise,
   linear,
+  logical,
   normalization,
   pool,
   reduce,

@@ -2,7 +2,7 @@
 // subgraphs are folded at conversion time (symbolic batch dims included); Transpose only relabels the layout.
 import { attr } from '../graph-builder';
 import { dimsValue, NodeContext } from '../context';
-import { inversePerm, makeConst, normAxis, size, transposeConst } from '../const-math';
+import { broadcastDims, broadcastTo, inversePerm, makeConst, normAxis, size, transposeConst } from '../const-math';
 import { ConstTensor, Dim, DType, Value } from '../types';
 import type { OpRegistry } from './index';
 
@@ -172,6 +172,20 @@ export const shape: OpRegistry = {
       let k = 0;
       for (let i = 0; i < r; i++) out.push(axes.includes(i) ? 1 : dims[k++]);
       return [reshapeTo(ctx, v, out)];
+    },
+  },
+  Expand: {
+    attrs: [],
+    convert(ctx) {
+      const v = ctx.need(0);
+      const target = ctx.dimsInput(1, 'the shape');
+      const shape = broadcastDims(shapeOf(v), target, `Expand node "${ctx.name}"`);
+      if (v.kind === 'const' && shape.every((d) => typeof d === 'number')) return [{ kind: 'const', tensor: broadcastTo(v.tensor, shape as number[]) }];
+      const t = ctx.plain(v);
+      const r = shape.length;
+      const x = t.shape.length < r ? ctx.reshape(t.ref, [...new Array(r - t.shape.length).fill(1), ...t.shape], t.dtype, 'rank') : t.ref;
+      const ref = ctx.op('BroadcastTo', [x, ctx.shapeTensor(shape, 'shape')], { T: attr.type(t.dtype), Tidx: attr.type('int32') }, 'expand');
+      return [ctx.result(ref, t.dtype, shape)];
     },
   },
   ConstantOfShape: {
