@@ -15,7 +15,7 @@ const USAGE = `Usage: npx tsx bench/run.ts [options]
   --requests <n>       requests per concurrency level (default 350)
   --concurrency <list> closed-loop connection counts (default 1,4)
   --rounds <n>         slices per level; servers take turns slice by slice (default 5)
-  --max-seconds <n>    time limit per level and server (default 60)
+  --max-seconds <n>    time limit per level and server (default 90)
   --only <list>        parts to run, of ceiling,ours,flask,ort (default all)
   --model-dir <dir>    converted model (default model_tfjs)
   --convert-dir <dir>  where make convert left model.onnx and export.json (default .cache/convert)
@@ -63,7 +63,7 @@ function readOptions(argv: string[]): Options {
     requests: positiveInt('requests', values.requests ?? '350'),
     concurrency: (values.concurrency ?? '1,4').split(',').map((c) => positiveInt('concurrency', c)),
     rounds: positiveInt('rounds', values.rounds ?? '5'),
-    maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '60'),
+    maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '90'),
     only: new Set(only),
     modelDir: path.resolve(ROOT, values['model-dir'] ?? 'model_tfjs'),
     convertDir: path.resolve(ROOT, values['convert-dir'] ?? '.cache/convert'),
