@@ -1,4 +1,4 @@
-"""Writes a seeded, untrained ResNet18 in the original demo's checkpoint format plus its ONNX export (bench and smoke test)."""
+"""Writes a seeded, untrained ResNet18 in the original demo's checkpoint format plus its ONNX export, for the baselines' smoke test."""
 import argparse
 import os
 
