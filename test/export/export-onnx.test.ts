@@ -44,6 +44,7 @@ model = models.resnet18()
 model.fc = nn.Sequential(nn.Linear(512, 102))
 model.load_state_dict(sd)
 save({'model': model, 'epoch': 7}, 'full-module')
+torch.jit.save(torch.jit.script(model), d + '/scripted.pth')
 save({'state_dict': sd, 'best_acc': numpy.float64(0.5)}, 'numpy-extra')
 # A float beside a payload: torch 1.13's safe reader falls back to the allow-listed unpickler for the float.
 class Payload:
@@ -345,6 +346,7 @@ test('checkpoint and output errors: one line, exit status 1, nothing written', a
     [['--checkpoint', ctx.dir], /checkpoint is a directory/],
     [['--checkpoint', text], /not a PyTorch checkpoint: .*notes\.pth \(expected a file written by torch\.save\)/],
     [['--checkpoint', truncated], /corrupt or truncated checkpoint .*truncated\.pth/],
+    [['--checkpoint', path.join(ctx.dir, 'scripted.pth')], /scripted\.pth is a TorchScript archive \(torch\.jit\.save\), not a checkpoint/],
     [['--checkpoint', path.join(ctx.dir, 'full-module.pth')],
       /holds pickled Python objects \(Unsupported class torchvision\.models\.resnet\.ResNet\); .*--trust-checkpoint/],
     [['--checkpoint', path.join(ctx.dir, 'numpy-extra.pth')], /holds pickled Python objects \(.*numpy.*\); .*--trust-checkpoint/],

@@ -4,6 +4,7 @@ import hashlib
 import inspect
 import pickle
 import types
+import zipfile
 from collections import OrderedDict
 from unittest import mock
 
@@ -35,17 +36,28 @@ def check_checkpoint_file(path):
         raise UserError(f"checkpoint is a directory, not a file: {path}") from None
     except OSError as e:
         raise UserError(f"cannot read checkpoint {path}: {e.strerror}") from None
-    if head.startswith(_LEGACY_MAGIC) or _first_zip_entry(head).endswith("data.pkl"):
+    if head.startswith(_LEGACY_MAGIC):
+        return
+    names = _zip_names(path, head)
+    if any(name.endswith("/constants.pkl") for name in names):
+        raise UserError(f"{path} is a TorchScript archive (torch.jit.save), not a checkpoint: save the weights "
+                        f"with torch.save(model.state_dict(), path)")
+    if any(name.endswith("/data.pkl") for name in names):
         return
     raise UserError(f"not a PyTorch checkpoint: {path} (expected a file written by torch.save)")
 
 
-def _first_zip_entry(head):
-    """The name in a zip's first local file header (torch.save writes <name>/data.pkl first), or ""."""
-    if len(head) < 30 or not head.startswith(b"PK\x03\x04"):
-        return ""
-    name_length = int.from_bytes(head[26:28], "little")
-    return head[30:30 + name_length].decode("utf-8", "replace")
+def _zip_names(path, head):
+    """The member names of a zip file; of a truncated one, the first (torch.save writes <name>/data.pkl first)."""
+    if not head.startswith(b"PK\x03\x04"):
+        return []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except zipfile.BadZipFile:
+        # Let torch.load report the damage of what was a checkpoint, rather than call it something else.
+        name_length = int.from_bytes(head[26:28], "little")
+        return [head[30:30 + name_length].decode("utf-8", "replace")]
 
 
 def _torch_load(path, trust):
