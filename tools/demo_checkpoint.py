@@ -70,14 +70,18 @@ def main(argv):
     # One thread: the calibration pass then sums in a fixed order, so the bytes are reproducible.
     torch.set_num_threads(1)
     model = demo_model()
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     # Saved through a buffer, torch names the archive "archive" rather than after the file: same bytes anywhere.
     buffer = io.BytesIO()
     torch.save({"state_dict": model.state_dict()}, buffer)
     partial = args.out + ".partial"
-    with open(partial, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(partial, args.out)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(partial, "wb") as f:
+            f.write(buffer.getvalue())
+        os.replace(partial, args.out)
+    except OSError as e:
+        print(f"demo_checkpoint: error: cannot write {args.out}: {e.strerror} ({e.filename})", file=sys.stderr)
+        return 1
     print(f"demo_checkpoint: wrote {args.out}: UNTRAINED DEMO MODEL (seeded ResNet18, {NUM_CLASSES} classes)")
     return 0
 

@@ -65,7 +65,7 @@ def open_staging(out):
         os.makedirs(out, exist_ok=True)
         return tempfile.mkdtemp(prefix=".export-", dir=out), created
     except OSError as e:
-        raise UserError(f"cannot write to output folder {out}: {e.strerror}") from None
+        raise UserError(f"cannot write to output folder {out}: {e.strerror} ({e.filename})") from None
 
 
 def reference_input(size):
