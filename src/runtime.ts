@@ -84,6 +84,8 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
   if (intra !== null) process.env[INTRA_ENV] = String(intra);
   if (inter !== null) process.env[INTER_ENV] = String(inter);
   process.env[ONEDNN_ENV] = oneDnn ? '1' : '0';
+  // TensorFlow's INFO lines (CPU feature notes) are noise in a service log; warnings and errors still show.
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
   // The one run-time load of a binding in the project (docs/architecture.md).
   const tf = require(BINDINGS[kind]) as Tf;
   const backend = tf.backend() as NodeJSKernelBackend;
