@@ -1,6 +1,6 @@
 // Loads the one native TensorFlow binding of this process (tfjs-node or tfjs-node-gpu) and reports what it runs on.
-import { spawnSync } from 'child_process';
-import { existsSync } from 'fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import type { NodeJSKernelBackend } from '@tensorflow/tfjs-node/dist/nodejs_kernel_backend';
 
 /** The tfjs-node namespace; tfjs-node-gpu exposes the same API. Import this type, never the package. */
