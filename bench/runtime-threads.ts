@@ -1,5 +1,6 @@
 // Measures ResNet18-sized inference (64x64 input) under TensorFlow thread-pool settings; picks src/runtime's default.
-// Usage: npx tsx bench/runtime-threads.ts [--rounds 3]   (each setting runs in its own process: threads are fixed at load)
+// Usage: npx tsx bench/runtime-threads.ts [--rounds 3] [--model model_tfjs]
+// Each setting runs in its own process (threads are fixed at load); --model times a converted graph model instead.
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,13 +37,15 @@ function resnet18(tf: Tf, classes: number): import('@tensorflow/tfjs-node').Laye
 }
 
 /** Child side: load with one setting, time median latency of batch 1 and batch 8, print a Sample. */
-function measure(setting: Setting): void {
+async function measure(setting: Setting, modelDir: string | undefined): Promise<void> {
   const { tf } = loadRuntime({
     device: 'cpu',
     intraOpThreads: setting.intra ?? undefined,
     interOpThreads: setting.inter ?? undefined,
   });
-  const model = resnet18(tf, 102);
+  const model = modelDir === undefined
+    ? resnet18(tf, 102)
+    : await tf.loadGraphModel(tf.io.fileSystem(path.resolve(modelDir, 'model.json')));
   /** Median wall time and mean CPU time (all threads of the process) per prediction, after 3 warm-up runs. */
   const time = (batch: number, runs: number): { wallMs: number; cpuMs: number } => {
     const input = tf.randomNormal([batch, 64, 64, 3]);
@@ -65,10 +68,12 @@ function measure(setting: Setting): void {
   process.stdout.write(`${JSON.stringify(sample)}\n`);
 }
 
-function main(): void {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, child: { type: 'string' } } });
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { rounds: { type: 'string', default: '3' }, model: { type: 'string' }, child: { type: 'string' } },
+  });
   if (values.child !== undefined) {
-    measure(JSON.parse(values.child) as Setting);
+    await measure(JSON.parse(values.child) as Setting, values.model);
     return;
   }
   const rounds = Number(values.rounds);
@@ -78,7 +83,8 @@ function main(): void {
   for (let r = 0; r < rounds; r++) {
     for (const setting of SETTINGS) {
       const child = spawnSync(process.execPath,
-        ['-r', require.resolve('tsx/cjs'), path.join(__dirname, 'runtime-threads.ts'), '--child', JSON.stringify(setting)],
+        ['-r', require.resolve('tsx/cjs'), path.join(__dirname, 'runtime-threads.ts'), '--child', JSON.stringify(setting),
+          ...(values.model === undefined ? [] : ['--model', values.model])],
         { encoding: 'utf8', env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', TF_ENABLE_ONEDNN_OPTS: setting.oneDnn ? '1' : '0' } });
       if (child.status !== 0) throw new Error(`measurement for ${JSON.stringify(setting)} failed: ${child.stderr}`);
       const lines = child.stdout.trim().split('\n');
@@ -87,7 +93,8 @@ function main(): void {
   }
   const best = (xs: number[]) => Math.min(...xs).toFixed(1);
   const label = (v: number | null) => (v === null ? 'default' : String(v));
-  console.log(`${os.cpus().length} CPUs (${os.cpus()[0].model}), ${rounds} rounds, best of the per-round medians`);
+  console.log(`${values.model ?? 'ResNet18-shaped layers model'}; ${os.cpus().length} CPUs (${os.cpus()[0].model}), ` +
+    `${rounds} rounds, best of the per-round medians`);
   console.log('| intra-op | inter-op | oneDNN | batch 1 (ms) | batch 1 CPU (ms) | batch 8 (ms) |\n|---|---|---|---|---|---|');
   for (const [s, samples] of results) {
     console.log(`| ${label(s.intra)} | ${label(s.inter)} | ${s.oneDnn ? 'on' : 'off'} | ${best(samples.map((x) => x.batch1Ms))} | ${best(samples.map((x) => x.batch1CpuMs))} | ` +
@@ -95,4 +102,7 @@ function main(): void {
   }
 }
 
-main();
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
