@@ -1,7 +1,9 @@
 // ops/activation.ts against onnxruntime: Relu family, sigmoids, swish forms, Clip in both opset forms, PRelu, Softmax.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { A, checkAgainstOrt, ModelSpec, NodeSpec, randConst, tfOps } from './harness';
+import { A, buildModel, checkAgainstOrt, feedsFor, ModelSpec, NodeSpec, randConst, runConverted, tfOps } from './harness';
+import { assertClose } from '../helpers/assert-close';
+import { convertOnnx } from '../../tools/onnx2tfjs';
 
 const one = (op: string, attrs: NodeSpec['attrs'] = {}, opset = 14, shape: (number | string)[] = ['N', 3, 4, 5], extra: Partial<ModelSpec> = {}, inputs: string[] = ['x']): ModelSpec => ({
   inputs: [{ name: 'x', shape }],
@@ -45,9 +47,14 @@ test('Softmax before opset 13 normalises over all axes from `axis` on (coerced t
   await checkAgainstOrt(one('LogSoftmax', {}, 11, [2, 3, 4]));
 });
 
-test('Gelu (opset 20), exact and tanh-approximated', async () => {
-  await checkAgainstOrt(one('Gelu', {}, 20), { nhwc: ['x'], atol: 2e-6 });
-  await checkAgainstOrt(one('Gelu', { approximate: A.s('tanh') }, 20), { nhwc: ['x'], atol: 2e-6 });
+test('PRelu at opset 6 with a [C] slope applies it along the channel axis (computed here: onnxruntime lacks opset 6)', async () => {
+  const slope = randConst([3], 4);
+  const spec = one('PRelu', {}, 6, [2, 3, 4, 5], { initializers: { s: slope } }, ['x', 's']);
+  const feeds = feedsFor(spec);
+  const got = await runConverted(convertOnnx(buildModel(spec), { nhwcInputs: ['x'] }), feeds, ['x']);
+  const x = feeds.x.data;
+  const expected = Float32Array.from(x, (v, i) => (v >= 0 ? v : Math.fround(v * slope.data[Math.floor(i / 20) % 3])));
+  assertClose(got.y.data, expected, { atol: 1e-6, what: 'prelu' });
 });
 
 test('HardSwish is x * clip(x/6 + 1/2, 0, 1) in four elementwise ops', async () => {

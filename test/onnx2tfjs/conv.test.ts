@@ -23,6 +23,7 @@ const padCases: [string, NodeSpec['attrs']][] = [
   ['auto_pad SAME_LOWER stride 2', { auto_pad: A.s('SAME_LOWER'), strides: A.ints([2, 2]) }],
   ['auto_pad VALID', { auto_pad: A.s('VALID') }],
   ['dilation 2 with pads', { dilations: A.ints([2, 2]), pads: A.ints([2, 1, 2, 1]) }],
+  ['dilation 2 and stride 2 (dense conv, then subsampled)', { dilations: A.ints([2, 2]), strides: A.ints([2, 2]), pads: A.ints([1, 1, 1, 1]) }],
 ];
 
 for (const [name, attrs] of padCases) {

@@ -30,6 +30,18 @@ for (const op of BINARY) {
   });
 }
 
+test('Max and Min of a single input are that input; of three inputs, the elementwise extreme', async () => {
+  for (const op of ['Max', 'Min']) {
+    await checkAgainstOrt({ inputs: [{ name: 'x', shape: ['N', 3, 4, 5] }], nodes: [{ op, inputs: ['x'], outputs: ['y'] }], outputs: ['y'] }, { nhwc: ['x'] });
+    await checkAgainstOrt({
+      inputs: [{ name: 'x', shape: ['N', 3, 4, 5] }, { name: 'z', shape: [5] }],
+      initializers: { c: randConst([3, 1, 1], 9) },
+      nodes: [{ op, inputs: ['x', 'c', 'z'], outputs: ['y'] }],
+      outputs: ['y'],
+    }, { nhwc: ['x'] });
+  }
+});
+
 test('Pow with per-channel integer exponents', async () => {
   await checkAgainstOrt(binary('Pow', { init: { dtype: 'float32', shape: [3, 1, 1], data: [2, 3, 1] } }), { nhwc: ['x'] });
 });

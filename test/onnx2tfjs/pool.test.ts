@@ -37,6 +37,10 @@ test('GlobalAveragePool and GlobalMaxPool reduce the NHWC spatial axes', async (
   await checkAgainstOrt(pool('GlobalMaxPool', {}));
 });
 
+test('MaxPool storage_order 1 without an Indices output converts (it only orders the indices)', async () => {
+  await checkAgainstOrt(pool('MaxPool', { kernel_shape: A.ints([2, 2]), storage_order: A.i(1) }), { nhwc: ['x'] });
+});
+
 test('MaxPool with an Indices output is refused', () => {
   const bytes = buildModel({
     inputs: [{ name: 'x', shape: [1, 3, 8, 8] }],

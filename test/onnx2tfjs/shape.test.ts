@@ -143,4 +143,13 @@ test('Expand of a constant by a shape holding the batch (ViT class token), and o
   });
 });
 
+test('Expand by a shape fed at run time broadcasts both ways (BroadcastArgs)', async () => {
+  const spec: ModelSpec = {
+    inputs: [{ name: 'x', shape: [3, 1] }, { name: 's', shape: [2] }],
+    nodes: [{ op: 'Cast', inputs: ['s'], outputs: ['si'], attrs: { to: A.i(7) } }, { op: 'Expand', inputs: ['x', 'si'], outputs: ['y'] }],
+    outputs: ['y'],
+  };
+  await checkAgainstOrt(spec, { feeds: { x: { shape: [3, 1], data: Float32Array.from([1, -2, 3]) }, s: { shape: [2], data: Float32Array.from([1, 4]) } } });
+});
+
 test.run();

@@ -1,4 +1,4 @@
-// Activations: Relu family, sigmoids and swishes (SE blocks, mobilenet_v3, efficientnet), Clip, PRelu, Gelu, Softmax.
+// Activations: Relu family, sigmoids and swishes (SE blocks, mobilenet_v3, efficientnet), Clip, PRelu, Softmax.
 import { attr } from '../graph-builder';
 import { NodeContext } from '../context';
 import { size, unaryConst } from '../const-math';
@@ -48,7 +48,12 @@ function clip(ctx: NodeContext): Value[] {
 
 function prelu(ctx: NodeContext): Value[] {
   const xv = ctx.need(0);
-  const sv = ctx.need(1);
+  let sv = ctx.need(1);
+  const xRank = rankOf(xv);
+  // Before opset 7 a [C] slope applies along the channel axis (axis 1), not numpy's last axis.
+  if (ctx.opset < 7 && sv.kind === 'const' && sv.tensor.shape.length === 1 && sv.tensor.data.length > 1 && xRank > 2) {
+    sv = { kind: 'const', tensor: { ...sv.tensor, shape: [sv.tensor.data.length, ...new Array(xRank - 2).fill(1)] } };
+  }
   const r = Math.max(rankOf(xv), rankOf(sv));
   const perm = resultPerm([xv, sv], r);
   const x = align(ctx, xv, r, perm);
@@ -57,24 +62,6 @@ function prelu(ctx: NodeContext): Value[] {
   const pos = ctx.op('Relu', [x.ref], F, 'pos');
   const neg = ctx.op('Mul', [slope.ref, scalarOp(ctx, 'Minimum', x.ref, 0, 'neg')], F, 'negscale');
   return [ctx.result(ctx.op('AddV2', [pos, neg], F, 'prelu'), 'float32', x.shape, perm)];
-}
-
-/** Gelu (opset 20): exact erf form, or the tanh approximation when approximate = "tanh". */
-function gelu(ctx: NodeContext): Value[] {
-  const x = floatTensor(ctx, ctx.need(0));
-  const approximate = ctx.str('approximate', 'none');
-  let inner: string;
-  if (approximate === 'none') {
-    inner = ctx.op('Erf', [scalarOp(ctx, 'Mul', x.ref, Math.SQRT1_2, 'scale')], F, 'erf');
-  } else if (approximate === 'tanh') {
-    const cube = ctx.op('Mul', [x.ref, ctx.op('Mul', [x.ref, x.ref], F, 'square')], F, 'cube');
-    const poly = ctx.op('AddV2', [x.ref, scalarOp(ctx, 'Mul', cube, 0.044715, 'cubescale')], F, 'poly');
-    inner = ctx.op('Tanh', [scalarOp(ctx, 'Mul', poly, Math.sqrt(2 / Math.PI), 'scale')], F, 'tanh');
-  } else {
-    ctx.fail(`approximate "${approximate}" is not one of none, tanh`);
-  }
-  const half = scalarOp(ctx, 'Mul', scalarOp(ctx, 'AddV2', inner, 1, 'one'), 0.5, 'half');
-  return [{ ...x, ref: ctx.op('Mul', [x.ref, half], F, 'gelu') }];
 }
 
 function softmaxLike(tf: 'Softmax' | 'LogSoftmax'): OpConverter {
@@ -138,7 +125,6 @@ export const activation: OpRegistry = {
   },
   Clip: { attrs: ['min', 'max'], convert: clip },
   PRelu: { attrs: [], convert: prelu },
-  Gelu: { attrs: ['approximate'], convert: gelu },
   Softmax: softmaxLike('Softmax'),
   LogSoftmax: softmaxLike('LogSoftmax'),
 };

@@ -119,9 +119,12 @@ function convert(ctx: NodeContext): Value[] {
   const wf = fused.weight;
   const hasBias = ctx.has(2) || fused.absorbed;
   const fusedOps = hasBias ? ['BiasAdd', ...(fused.act ? [fused.act] : [])] : [];
+  // TF convolves with strides > 1 or dilations > 1, not both: convolve densely, then subsample (exact).
+  const subsample = strides.some((st) => st > 1) && dilations.some((d) => d > 1);
+  const convStrides = subsample ? [1, 1] : strides;
   const common = {
     T: attr.type('float32'),
-    strides: attr.ints([1, strides[0], strides[1], 1]),
+    strides: attr.ints([1, convStrides[0], convStrides[1], 1]),
     padding: attr.str(padding),
     data_format: attr.str('NHWC'),
     dilations: attr.ints([1, dilations[0], dilations[1], 1]),
@@ -153,6 +156,12 @@ function convert(ctx: NodeContext): Value[] {
       parts.push(emit('conv', `${split}:${gi}`, transposeConst(wg, [2, 3, 1, 0]), bias.slice(gi * mg, (gi + 1) * mg), `group${gi}`));
     }
     ref = ctx.op('ConcatV2', [...parts, ctx.scalar('int32', 3, 'concat/axis')], { T: attr.type('float32'), N: attr.int(group), Tidx: attr.type('int32') }, 'concat');
+  }
+  if (subsample) {
+    ref = ctx.op('StridedSlice', [ref, ctx.ints32([0, 0, 0, 0], 'subsample/begin'), ctx.ints32([0, 0, 0, 0], 'subsample/end'), ctx.ints32([1, strides[0], strides[1], 1], 'subsample/strides')], {
+      T: attr.type('float32'), Index: attr.type('int32'), begin_mask: attr.int(15), end_mask: attr.int(15),
+      ellipsis_mask: attr.int(0), new_axis_mask: attr.int(0), shrink_axis_mask: attr.int(0),
+    }, 'subsample');
   }
   return [ctx.result(ref, 'float32', [x.shape[0], m, ...outDims(ctx, windows, 2)], NHWC)];
 }

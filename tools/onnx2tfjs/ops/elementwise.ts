@@ -88,6 +88,8 @@ interface BinarySpec {
   /** Output dtype when it differs from the inputs' (comparisons). */
   out?: DType;
   floatOnly?: boolean;
+  /** Takes one or more inputs (Max, Min). */
+  variadic?: boolean;
 }
 
 const truncDiv = (x: number, y: number) => Math.trunc(x / y);
@@ -97,6 +99,8 @@ export function binary(spec: BinarySpec): OpConverter {
     attrs: [],
     convert(ctx) {
       const operands = ctx.node.inputs.map((_, i) => ctx.need(i));
+      // Variadic Max/Min of one input is that input.
+      if (operands.length === 1 && spec.variadic) return [operands[0]];
       if (operands.length < 2) ctx.fail('needs at least two inputs');
       const symbolicResult = foldDims(ctx, spec, operands);
       if (symbolicResult) return [symbolicResult];
@@ -162,8 +166,8 @@ export const elementwise: OpRegistry = {
   Mul: binary({ tf: 'Mul', fold: (x, y) => x * y }),
   Div: binary({ tf: 'RealDiv', fold: (x, y) => x / y, floatOnly: true }),
   Pow: binary({ tf: 'Pow', fold: (x, y) => Math.pow(x, y), floatOnly: true }),
-  Max: binary({ tf: 'Maximum', fold: Math.max }),
-  Min: binary({ tf: 'Minimum', fold: Math.min }),
+  Max: binary({ tf: 'Maximum', fold: Math.max, variadic: true }),
+  Min: binary({ tf: 'Minimum', fold: Math.min, variadic: true }),
   Sqrt: unary('Sqrt', Math.sqrt),
   Exp: unary('Exp', Math.exp),
   Log: unary('Log', Math.log),

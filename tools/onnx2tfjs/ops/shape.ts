@@ -178,6 +178,19 @@ export const shape: OpRegistry = {
     attrs: [],
     convert(ctx) {
       const v = ctx.need(0);
+      const sv = ctx.need(1);
+      if (sv.kind === 'tensor') {
+        // A shape known only at run time: TF computes the bidirectional broadcast shape (BroadcastArgs).
+        const n = sv.shape[0];
+        if (sv.shape.length !== 1 || typeof n !== 'number') ctx.fail('a run-time shape must be 1-D with a static length');
+        const t = ctx.plain(v);
+        const xs = ctx.op('Shape', [t.ref], { T: attr.type(t.dtype), out_type: attr.type('int32') }, 'xshape');
+        const want = sv.dtype === 'int32' ? sv.ref : ctx.op('Cast', [sv.ref], { SrcT: attr.type(sv.dtype), DstT: attr.type('int32'), Truncate: attr.bool(false) }, 'cast');
+        const both = ctx.op('BroadcastArgs', [xs, want], { T: attr.type('int32') }, 'broadcastargs');
+        const ref = ctx.op('BroadcastTo', [t.ref, both], { T: attr.type(t.dtype), Tidx: attr.type('int32') }, 'expand');
+        const r = Math.max(n as number, t.shape.length);
+        return [ctx.result(ref, t.dtype, Array.from({ length: r }, () => ctx.symbol()))];
+      }
       const target = ctx.dimsInput(1, 'the shape');
       const shape = broadcastDims(shapeOf(v), target, `Expand node "${ctx.name}"`);
       if (v.kind === 'const' && shape.every((d) => typeof d === 'number')) return [{ kind: 'const', tensor: broadcastTo(v.tensor, shape as number[]) }];
