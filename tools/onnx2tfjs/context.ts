@@ -223,10 +223,9 @@ export class NodeContext {
     const v = this.tensor(value);
     if (v.shape.length !== perm.length) this.fail(`internal: layout of rank ${perm.length} asked for a rank-${v.shape.length} tensor`);
     if (samePerm(v.perm, perm)) return v;
-    const big = (p: number[]) => p.filter((a) => v.shape[a] !== 1);
     const target = perm.map((a) => v.shape[a]);
     let ref: string;
-    if (samePerm(big(v.perm), big(perm)) && target.filter((d) => typeof d === 'string').length <= 1) {
+    if (sameElementOrder(v, perm) && target.filter((d) => typeof d === 'string').length <= 1) {
       ref = this.reshape(v.ref, target, v.dtype, 'relayout');
     } else {
       const p = perm.map((a) => v.perm.indexOf(a));
@@ -252,6 +251,12 @@ export class NodeContext {
   result(ref: string, dtype: DType, shape: Dim[], perm: number[] = identityPerm(shape.length)): TensorValue {
     return { kind: 'tensor', ref, dtype, shape, perm };
   }
+}
+
+/** True when storing `v` with `perm` keeps its elements in the same order (only size-1 axes move). */
+export function sameElementOrder(v: TensorValue, perm: number[]): boolean {
+  const big = (p: number[]) => p.filter((a) => v.shape[a] !== 1);
+  return samePerm(big(v.perm), big(perm));
 }
 
 /** A 0-D/1-D integer vector known at conversion time up to symbolic entries, or null for anything else. */

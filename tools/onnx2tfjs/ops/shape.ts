@@ -1,8 +1,8 @@
 // Shape plumbing: Shape/Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Cast/Constant/Identity/Dropout. Shape
 // subgraphs are folded at conversion time (symbolic batch dims included); Transpose only relabels the layout.
 import { attr } from '../graph-builder';
-import { dimsValue, NodeContext } from '../context';
-import { broadcastDims, broadcastTo, inversePerm, makeConst, normAxis, size, transposeConst } from '../const-math';
+import { dimsValue, NodeContext, sameElementOrder } from '../context';
+import { broadcastDims, broadcastTo, identityPerm, inversePerm, makeConst, normAxis, size, transposeConst } from '../const-math';
 import { ConstTensor, Dim, DType, Value } from '../types';
 import type { OpRegistry } from './index';
 
@@ -38,7 +38,8 @@ function reshapeTo(ctx: NodeContext, v: Value, shape: Dim[]): Value {
     if (shape.length > 1) ctx.fail('reshaping a run-time shape vector to rank > 1 is not supported');
     return dimsValue(v.dims, shape.length === 0, v.dtype);
   }
-  const p = ctx.plain(v);
+  // When the stored order already is ONNX's (e.g. [N,1,1,C] for [N,C,1,1]) one Reshape does it all.
+  const p = sameElementOrder(v, identityPerm(v.shape.length)) ? v : ctx.plain(v);
   return ctx.result(ctx.reshape(p.ref, shape, p.dtype), p.dtype, shape);
 }
 
