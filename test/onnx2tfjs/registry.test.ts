@@ -1,10 +1,10 @@
 // The op registry: explicit merge refusing duplicates, refusals naming op/node/opset, and the generated coverage doc.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { A, buildModel, randConst } from './harness';
 import { convertOnnx } from '../../tools/onnx2tfjs/converter';
-import { COVERAGE_DOC, renderCoverage } from '../../tools/onnx2tfjs/coverage';
+import { COVERAGE_DOC, README, README_MARKERS, renderCoverage, renderOpTable, syncedReadme } from '../../tools/onnx2tfjs/coverage';
 import { families, mergeFamilies, registry } from '../../tools/onnx2tfjs/ops';
 import { UnsupportedError } from '../../tools/onnx2tfjs/types';
 
@@ -56,6 +56,15 @@ test('nhwcInputs names a missing or non-4-D input: RangeError with the inputs li
 test('docs/op-coverage.md is the registry as generated (run `npx tsx tools/onnx2tfjs/coverage.ts` after changing ops)', () => {
   assert.fixture(readFileSync(COVERAGE_DOC, 'utf8'), renderCoverage());
   for (const op of Object.keys(registry)) assert.ok(renderCoverage().includes(`| ${op} |`), op);
+});
+
+test('README.md: its op table between the op-coverage markers is the registry as generated', () => {
+  const [start, end] = README_MARKERS;
+  assert.is(syncedReadme('no markers here'), null);
+  assert.is(syncedReadme(`a\n${start}\nstale\n${end}\nb`), `a\n${start}\n${renderOpTable()}\n${end}\nb`);
+  if (!existsSync(README)) return;
+  const readme = readFileSync(README, 'utf8');
+  if (readme.includes(start)) assert.fixture(readme, syncedReadme(readme) as string);
 });
 
 test.run();

@@ -1,9 +1,12 @@
-// Generates docs/op-coverage.md from the op registry and the unsupported-architecture list (run: tsx tools/onnx2tfjs/coverage.ts).
-import { readFileSync, writeFileSync } from 'node:fs';
+// Generates docs/op-coverage.md (and README.md's marked op table) from the op registry and the unsupported-arch list.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { families } from './ops';
 
 export const COVERAGE_DOC = path.join(__dirname, '..', '..', 'docs', 'op-coverage.md');
+export const README = path.join(__dirname, '..', '..', 'README.md');
+/** README.md may embed the op table between these markers; coverage.ts keeps it current. */
+export const README_MARKERS = ['<!-- op-coverage:start -->', '<!-- op-coverage:end -->'] as const;
 const UNSUPPORTED_ARCHS = path.join(__dirname, 'unsupported-archs.json');
 
 export interface UnsupportedArch {
@@ -16,11 +19,30 @@ export function readUnsupportedArchs(): UnsupportedArch[] {
   return JSON.parse(readFileSync(UNSUPPORTED_ARCHS, 'utf8')) as UnsupportedArch[];
 }
 
-/** The coverage document as markdown: every registered ONNX op with its family file and accepted attributes. */
-export function renderCoverage(): string {
+/** The op table: every registered ONNX op with its family file and accepted attributes. */
+export function renderOpTable(): string {
   const rows = Object.entries(families)
     .flatMap(([family, ops]) => Object.entries(ops).map(([op, c]) => ({ op, family, attrs: [...c.attrs].sort() })))
     .sort((a, b) => a.op.localeCompare(b.op));
+  return [
+    '| ONNX op | family (`ops/<family>.ts`) | attributes accepted |',
+    '|---|---|---|',
+    ...rows.map((r) => `| ${r.op} | ${r.family} | ${r.attrs.length ? r.attrs.map((a) => `\`${a}\``).join(', ') : '(none)'} |`),
+  ].join('\n');
+}
+
+/** README.md with its marked op table replaced, or null when the README has no markers. */
+export function syncedReadme(readme: string): string | null {
+  const [start, end] = README_MARKERS;
+  const i = readme.indexOf(start);
+  const j = readme.indexOf(end);
+  if (i < 0 || j < i) return null;
+  return `${readme.slice(0, i + start.length)}\n${renderOpTable()}\n${readme.slice(j)}`;
+}
+
+/** The coverage document as markdown: the op table, how layouts are handled, unsupported architectures. */
+export function renderCoverage(): string {
+  const count = Object.values(families).reduce((a, f) => a + Object.keys(f).length, 0);
   const lines = [
     '# ONNX op coverage of tools/onnx2tfjs',
     '',
@@ -28,11 +50,15 @@ export function renderCoverage(): string {
     'this file equal to the registry. Ops and attributes not listed are refused with the op type, node name and',
     'opset. Only the default ONNX domain is read; 4-D (2-D spatial) convolutions and pools only.',
     '',
-    `${rows.length} ops.`,
+    'Layout: the converted model takes NHWC images. Each tensor carries its ONNX shape and the permutation it is',
+    'stored in, so convolutions and pools run on NHWC, axis attributes are remapped, constants are permuted at',
+    'conversion time, Transpose costs nothing, and Flatten/Reshape see ONNX (NCHW) element order. Conv folds a',
+    'following BatchNormalization and fuses bias and Relu/Relu6; Gemm/MatMul fuse bias and Relu. Shape subgraphs',
+    'are folded at conversion time, the batch dimension kept symbolic.',
     '',
-    '| ONNX op | family (`ops/<family>.ts`) | attributes accepted |',
-    '|---|---|---|',
-    ...rows.map((r) => `| ${r.op} | ${r.family} | ${r.attrs.length ? r.attrs.map((a) => `\`${a}\``).join(', ') : '(none)'} |`),
+    `${count} ops.`,
+    '',
+    renderOpTable(),
     '',
     '## Architectures that cannot be supported',
     '',
@@ -49,4 +75,9 @@ export function renderCoverage(): string {
 if (require.main === module) {
   writeFileSync(COVERAGE_DOC, renderCoverage());
   console.log(`wrote ${path.relative(process.cwd(), COVERAGE_DOC)}`);
+  const readme = existsSync(README) ? syncedReadme(readFileSync(README, 'utf8')) : null;
+  if (readme !== null) {
+    writeFileSync(README, readme);
+    console.log(`updated the op table in ${path.relative(process.cwd(), README)}`);
+  }
 }
