@@ -5,8 +5,8 @@ import { onnx } from 'onnx-proto';
 
 /** Where Debian's libonnx-testdata installs the cases. */
 export const TESTDATA_DIR = '/usr/share/libonnx-testdata/data';
-/** Suites run by the conformance test: one-op cases and PyTorch module exports. */
-export const SUITES = ['node', 'pytorch-converted'] as const;
+/** Suites run by the conformance test: one-op cases, PyTorch module and operator exports, small models. */
+export const SUITES = ['node', 'pytorch-converted', 'pytorch-operator', 'simple'] as const;
 
 const DT = onnx.TensorProto.DataType;
 
