@@ -7,12 +7,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadRuntime, type Tf } from '../src/runtime';
 
-/** Thread pool sizes (null: TensorFlow's default) and whether TensorFlow's oneDNN CPU kernels are on. */
-interface Setting { intra: number | null; inter: number | null; oneDnn: boolean }
+/** Thread pool sizes and whether TensorFlow's oneDNN CPU kernels are on. */
+interface Setting { intra: number; inter: number; oneDnn: boolean }
 interface Sample { batch1Ms: number; batch1CpuMs: number; batch8Ms: number }
 
+// TensorFlow's own default is one thread per core in each pool (2 and 2 on the target machine).
+const CORES = os.cpus().length;
 const SETTINGS: Setting[] = [true, false].flatMap((oneDnn) => [
-  { intra: null, inter: null, oneDnn },
+  ...(CORES > 2 ? [{ intra: CORES, inter: CORES, oneDnn }] : []),
   { intra: 1, inter: 1, oneDnn },
   { intra: 2, inter: 1, oneDnn },
   { intra: 1, inter: 2, oneDnn },
@@ -38,11 +40,7 @@ function resnet18(tf: Tf, classes: number): import('@tensorflow/tfjs-node').Laye
 
 /** Child side: load with one setting, time median latency of batch 1 and batch 8, print a Sample. */
 async function measure(setting: Setting, modelDir: string | undefined): Promise<void> {
-  const { tf } = loadRuntime({
-    device: 'cpu',
-    intraOpThreads: setting.intra ?? undefined,
-    interOpThreads: setting.inter ?? undefined,
-  });
+  const { tf } = loadRuntime({ device: 'cpu', intraOpThreads: setting.intra, interOpThreads: setting.inter });
   const model = modelDir === undefined
     ? resnet18(tf, 102)
     : await tf.loadGraphModel(tf.io.fileSystem(path.resolve(modelDir, 'model.json')));
@@ -92,12 +90,11 @@ async function main(): Promise<void> {
     }
   }
   const best = (xs: number[]) => Math.min(...xs).toFixed(1);
-  const label = (v: number | null) => (v === null ? 'default' : String(v));
-  console.log(`${values.model ?? 'ResNet18-shaped layers model'}; ${os.cpus().length} CPUs (${os.cpus()[0].model}), ` +
+  console.log(`${values.model ?? 'ResNet18-shaped layers model'}; ${CORES} CPUs (${os.cpus()[0].model}), ` +
     `${rounds} rounds, best of the per-round medians`);
   console.log('| intra-op | inter-op | oneDNN | batch 1 (ms) | batch 1 CPU (ms) | batch 8 (ms) |\n|---|---|---|---|---|---|');
   for (const [s, samples] of results) {
-    console.log(`| ${label(s.intra)} | ${label(s.inter)} | ${s.oneDnn ? 'on' : 'off'} | ${best(samples.map((x) => x.batch1Ms))} | ${best(samples.map((x) => x.batch1CpuMs))} | ` +
+    console.log(`| ${s.intra} | ${s.inter} | ${s.oneDnn ? 'on' : 'off'} | ${best(samples.map((x) => x.batch1Ms))} | ${best(samples.map((x) => x.batch1CpuMs))} | ` +
       `${best(samples.map((x) => x.batch8Ms))} |`);
   }
 }

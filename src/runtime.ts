@@ -20,9 +20,9 @@ export interface RuntimeInfo {
   /** Version of the loaded libtensorflow. */
   tfVersion: string;
   tfjsVersion: string;
-  /** Thread pool sizes given to TensorFlow; null leaves TensorFlow's default (one per core). */
-  intraOpThreads: number | null;
-  interOpThreads: number | null;
+  /** Thread pool sizes given to TensorFlow (option, else environment, else the measured default 1). */
+  intraOpThreads: number;
+  interOpThreads: number;
   /** Whether TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS; off unless set, see docs/runtime.md). */
   oneDnn: boolean;
 }
@@ -43,6 +43,9 @@ const SETUP_TARGET = { cpu: 'make setup', gpu: 'make setup-gpu' } as const;
 // TensorFlow reads these when the binding creates its eager context, i.e. while the package loads.
 const INTRA_ENV = 'TF_NUM_INTRAOP_THREADS';
 const INTER_ENV = 'TF_NUM_INTEROP_THREADS';
+// Measured on the 2-core target with the converted ResNet18, one image per prediction: one thread per pool gives
+// lower latency and CPU than TensorFlow's one-per-core default, and equal batch-8 time (docs/runtime.md).
+const DEFAULT_THREADS = 1;
 // Measured on the 2-core target: oneDNN off costs less CPU per prediction at equal or better latency.
 const ONEDNN_ENV = 'TF_ENABLE_ONEDNN_OPTS';
 
@@ -81,8 +84,8 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
   const missing = addonMissing(kind);
   if (missing !== null) throw new Error(missing);
 
-  if (intra !== null) process.env[INTRA_ENV] = String(intra);
-  if (inter !== null) process.env[INTER_ENV] = String(inter);
+  process.env[INTRA_ENV] = String(intra);
+  process.env[INTER_ENV] = String(inter);
   process.env[ONEDNN_ENV] = oneDnn ? '1' : '0';
   // TensorFlow's INFO lines (CPU feature notes) are noise in a service log; warnings and errors still show.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
@@ -117,10 +120,10 @@ function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {
     conflicts.push(`device '${opts.device}' (loaded: ${info.binding} on ${info.device})`);
   }
   if (opts.intraOpThreads !== undefined && opts.intraOpThreads !== info.intraOpThreads) {
-    conflicts.push(`intraOpThreads ${opts.intraOpThreads} (loaded: ${info.intraOpThreads ?? 'default'})`);
+    conflicts.push(`intraOpThreads ${opts.intraOpThreads} (loaded: ${info.intraOpThreads})`);
   }
   if (opts.interOpThreads !== undefined && opts.interOpThreads !== info.interOpThreads) {
-    conflicts.push(`interOpThreads ${opts.interOpThreads} (loaded: ${info.interOpThreads ?? 'default'})`);
+    conflicts.push(`interOpThreads ${opts.interOpThreads} (loaded: ${info.interOpThreads})`);
   }
   if (conflicts.length > 0) {
     throw new Error(`TensorFlow is already loaded in this process and cannot change: ${conflicts.join('; ')}. ` +
@@ -129,11 +132,11 @@ function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {
   return runtime;
 }
 
-/** An explicit option wins; otherwise a value already in the environment is honoured; null is TF's default. */
-function threadCount(name: string, value: number | undefined, envName: string): number | null {
+/** An explicit option wins; otherwise a value already in the environment is honoured; else the measured default. */
+function threadCount(name: string, value: number | undefined, envName: string): number {
   if (value === undefined) {
     const fromEnv = process.env[envName];
-    if (fromEnv === undefined || fromEnv === '') return null;
+    if (fromEnv === undefined || fromEnv === '') return DEFAULT_THREADS;
     value = Number(fromEnv);
     name = envName;
   }

@@ -29,8 +29,8 @@ test('info reports the CPU binding, its devices and the pinned TensorFlow versio
     devices: ['CPU'],
     tfVersion: pinnedTfVersion(),
     tfjsVersion: tfjs.version,
-    intraOpThreads: null,
-    interOpThreads: null,
+    intraOpThreads: 1,
+    interOpThreads: 1,
     oneDnn: false,
   });
 });
@@ -38,12 +38,13 @@ test('info reports the CPU binding, its devices and the pinned TensorFlow versio
 test('compatible requests get the runtime already loaded', () => {
   assert.is(loadRuntime({ device: 'cpu' }).tf, tf);
   assert.is(loadRuntime({ device: 'auto' }).info, info);
+  assert.is(loadRuntime({ device: 'cpu', intraOpThreads: 1, interOpThreads: 1 }).tf, tf);
 });
 
 test('a second, different binding or thread setting is refused', () => {
   assert.throws(() => loadRuntime({ device: 'gpu' }), /already loaded.*device 'gpu' \(loaded: @tensorflow\/tfjs-node on cpu\)/);
-  assert.throws(() => loadRuntime({ device: 'cpu', intraOpThreads: 3 }), /cannot change: intraOpThreads 3 \(loaded: default\)/);
-  assert.throws(() => loadRuntime({ device: 'auto', interOpThreads: 1 }), /interOpThreads 1/);
+  assert.throws(() => loadRuntime({ device: 'cpu', intraOpThreads: 3 }), /cannot change: intraOpThreads 3 \(loaded: 1\)/);
+  assert.throws(() => loadRuntime({ device: 'auto', interOpThreads: 2 }), /interOpThreads 2 \(loaded: 1\)/);
 });
 
 test('bad options are RangeErrors that name the value', () => {

@@ -115,8 +115,12 @@ test('thread counts reach TensorFlow: options and env variables size its thread 
   assert.equal([large.info.intraOpThreads, large.info.interOpThreads, ...large.env], [4, 4, '4', '4']);
   // Each pool starts its threads when the binding creates its context: 3 more intra-op plus 3 more inter-op.
   assert.is(large.threads - small.threads, 6);
+  // Unset: the measured default of one thread per pool, passed to TensorFlow explicitly.
+  const unset = run("{ device: 'cpu' }");
+  assert.equal([unset.info.intraOpThreads, unset.info.interOpThreads, ...unset.env], [1, 1, '1', '1']);
+  assert.is(unset.threads, small.threads);
   const fromEnv = run("{ device: 'cpu' }", { TF_NUM_INTRAOP_THREADS: '3' });
-  assert.equal([fromEnv.info.intraOpThreads, fromEnv.info.interOpThreads], [3, null]);
+  assert.equal([fromEnv.info.intraOpThreads, fromEnv.info.interOpThreads, ...fromEnv.env], [3, 1, '3', '1']);
 });
 
 test('oneDNN is off unless TF_ENABLE_ONEDNN_OPTS turns it on, and TensorFlow follows', () => {
