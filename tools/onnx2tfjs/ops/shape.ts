@@ -2,8 +2,8 @@
 // subgraphs are folded at conversion time (symbolic batch dims included); Transpose only relabels the layout.
 import { attr } from '../graph-builder';
 import { dimsValue, NodeContext, sameElementOrder } from '../context';
-import { broadcastDims, broadcastTo, identityPerm, inversePerm, makeConst, normAxis, size, transposeConst } from '../const-math';
-import { ConstTensor, Dim, DType, Value } from '../types';
+import { broadcastDims, broadcastTo, inversePerm, isIdentity, makeConst, normAxis, size, transposeConst } from '../const-math';
+import { ConstTensor, Dim, DType, TensorValue, Value } from '../types';
 import type { OpRegistry } from './index';
 
 /**
@@ -32,14 +32,80 @@ export function resolveReshape(ctx: NodeContext, input: Dim[], target: Dim[], al
 }
 
 /** Reshapes any value to a resolved logical shape (constants at conversion time). */
+/**
+ * Pairs groups of consecutive input axes with groups of consecutive output axes of equal size (size-1 axes left
+ * out), as a reshape maps them; a run-time dim must map to itself alone. Null when no such pairing exists.
+ */
+function reshapeGroups(input: Dim[], output: Dim[]): { in: number[]; out: number[] }[] | null {
+  const a = input.map((_, i) => i).filter((i) => input[i] !== 1);
+  const b = output.map((_, i) => i).filter((i) => output[i] !== 1);
+  const groups: { in: number[]; out: number[] }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const x = input[a[i]];
+    const y = output[b[j]];
+    if (typeof x === 'string' || typeof y === 'string') {
+      if (x !== y) return null;
+      groups.push({ in: [a[i++]], out: [b[j++]] });
+      continue;
+    }
+    const g = { in: [a[i++]], out: [b[j++]] };
+    let pa = x;
+    let pb = y;
+    while (pa !== pb) {
+      const next = pa < pb ? input[a[i]] : output[b[j]];
+      if (typeof next !== 'number') return null;
+      if (pa < pb) {
+        g.in.push(a[i++]);
+        pa *= next;
+      } else {
+        g.out.push(b[j++]);
+        pb *= next;
+      }
+    }
+    groups.push(g);
+  }
+  return i === a.length && j === b.length ? groups : null;
+}
+
+/**
+ * Reshapes a tensor without first restoring ONNX's element order when the reshape only splits or merges axes
+ * that lie together in storage (ShuffleNet's channel split on an NHWC tensor is a plain reshape of C). Groups
+ * stored apart or out of order are first made contiguous with one transpose. Null when it does not apply.
+ */
+function layoutReshape(ctx: NodeContext, v: TensorValue, shape: Dim[]): TensorValue | null {
+  const groups = reshapeGroups(v.shape, shape);
+  if (!groups) return null;
+  const groupOf = new Map<number, number>();
+  groups.forEach((g, k) => g.in.forEach((a) => groupOf.set(a, k)));
+  // Storage order of the groups: where each first appears in the current layout.
+  const order: number[] = [];
+  for (const a of v.perm) {
+    const k = groupOf.get(a);
+    if (k !== undefined && !order.includes(k)) order.push(k);
+  }
+  const ones = v.perm.filter((a) => !groupOf.has(a));
+  const want = [...order.flatMap((k) => groups[k].in), ...ones];
+  // Size-1 axes may sit anywhere: only a different order of the others needs a transpose.
+  const t = sameElementOrder(v, want) ? v : ctx.withPerm(v, want);
+  const outPerm = [...order.flatMap((k) => groups[k].out), ...shape.map((_, i) => i).filter((i) => shape[i] === 1)];
+  const ref = ctx.reshape(t.ref, outPerm.map((a) => shape[a]), t.dtype);
+  return ctx.result(ref, t.dtype, shape, outPerm);
+}
+
+/** Reshapes any value to a resolved logical shape (constants at conversion time). */
 function reshapeTo(ctx: NodeContext, v: Value, shape: Dim[]): Value {
   if (v.kind === 'const') return { kind: 'const', tensor: { ...v.tensor, shape: shape as number[] } };
   if (v.kind === 'dims') {
     if (shape.length > 1) ctx.fail('reshaping a run-time shape vector to rank > 1 is not supported');
     return dimsValue(v.dims, shape.length === 0, v.dtype);
   }
-  // When the stored order already is ONNX's (e.g. [N,1,1,C] for [N,C,1,1]) one Reshape does it all.
-  const p = sameElementOrder(v, identityPerm(v.shape.length)) ? v : ctx.plain(v);
+  if (!isIdentity(v.perm)) {
+    const kept = layoutReshape(ctx, v, shape);
+    if (kept) return kept;
+  }
+  const p = ctx.plain(v);
   return ctx.result(ctx.reshape(p.ref, shape, p.dtype), p.dtype, shape);
 }
 
