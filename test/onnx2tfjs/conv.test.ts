@@ -37,16 +37,22 @@ test('Conv 1x5 kernel without bias', async () => {
   await checkAgainstOrt(convModel({ k: [1, 5], bias: false, attrs: { pads: A.ints([0, 2, 0, 2]) } }), { nhwc: ['x'] });
 });
 
-test('depthwise Conv (group = channels) becomes DepthwiseConv2dNative, multiplier 1 and 2', async () => {
+test('depthwise Conv (group = channels) becomes DepthwiseConv2dNative, multiplier 1 and 2, dilated', async () => {
   const m1 = await checkAgainstOrt(convModel({ c: 4, m: 4, group: 4, attrs: { pads: A.ints([1, 1, 1, 1]), strides: A.ints([2, 2]) } }), { nhwc: ['x'] });
   assert.ok(tfOps(m1).FusedDepthwiseConv2dNative === 1, JSON.stringify(tfOps(m1)));
   await checkAgainstOrt(convModel({ c: 3, m: 6, group: 3, bias: false, attrs: { pads: A.ints([1, 1, 1, 1]) } }), { nhwc: ['x'] });
+  // TF's depthwise kernel has no dilation: the taps are spread with zeros.
+  await checkAgainstOrt(convModel({ c: 4, m: 4, group: 4, attrs: { dilations: A.ints([2, 3]), pads: A.ints([2, 3, 2, 3]) } }), { nhwc: ['x'] });
 });
 
-test('grouped Conv (2 groups of 3 channels) splits, convolves and concatenates', async () => {
+test('grouped Conv as a depthwise conv with multiplier and a per-group Sum: bias once, Relu after the sum, strides', async () => {
   const m = await checkAgainstOrt(convModel({ c: 6, m: 4, group: 2, attrs: { pads: A.ints([1, 1, 1, 1]) } }), { nhwc: ['x'] });
-  assert.is(tfOps(m).Split, 1);
-  assert.is(tfOps(m).ConcatV2, 1);
+  assert.equal([tfOps(m).FusedDepthwiseConv2dNative, tfOps(m).Sum], [1, 1]);
+  await checkAgainstOrt(convModel({
+    c: 8, m: 12, group: 4, attrs: { pads: A.ints([0, 1, 1, 0]), strides: A.ints([2, 2]) },
+    after: [{ op: 'Relu', inputs: ['y'], outputs: ['r'] }], out: 'r',
+  }), { nhwc: ['x'] });
+  await checkAgainstOrt(convModel({ c: 6, m: 6, group: 3, bias: false, attrs: { dilations: A.ints([2, 2]), strides: A.ints([2, 2]) } }), { nhwc: ['x'] });
 });
 
 test('Conv -> BatchNormalization -> Relu folds into one _FusedConv2D', async () => {

@@ -80,11 +80,25 @@ export function fuseFollowers(
   return { weight: w, act: act?.act ?? null, absorbed };
 }
 
+/** OIHW kernel with dilation d as an undilated kernel of extent (k-1)*d+1 holding zeros between the taps. */
+function dilateKernel(w: ConstTensor, [dh, dw]: number[]): ConstTensor {
+  const [m, c, kh, kw] = w.shape;
+  const [eh, ew] = [(kh - 1) * dh + 1, (kw - 1) * dw + 1];
+  const out = new Float32Array(m * c * eh * ew);
+  for (let oc = 0; oc < m * c; oc++) {
+    for (let y = 0; y < kh; y++) {
+      for (let x = 0; x < kw; x++) out[(oc * eh + y * dh) * ew + x * dw] = w.data[(oc * kh + y) * kw + x];
+    }
+  }
+  return { dtype: 'float32', shape: [m, c, eh, ew], data: out };
+}
+
 function convert(ctx: NodeContext): Value[] {
   const xv = ctx.need(0);
   const w = ctx.constInput(1, 'the weight');
   if (w.shape.length !== 4) ctx.fail(`only 2-D convolutions (4-D weights) are supported, got a ${w.shape.length}-D weight`);
-  const [m, cg, kh, kw] = w.shape;
+  const [m, cg] = w.shape;
+  let [, , kh, kw] = w.shape;
   const kernel = ctx.ints('kernel_shape', [kh, kw]);
   if (kernel[0] !== kh || kernel[1] !== kw) ctx.fail(`kernel_shape [${kernel}] disagrees with the weight [${w.shape}]`);
   const group = ctx.int('group', 1);
@@ -100,7 +114,7 @@ function convert(ctx: NodeContext): Value[] {
   if (m % group !== 0) ctx.fail(`${m} output channels do not split into ${group} groups`);
   const windows = resolveWindows(ctx, [x.shape[2], x.shape[3]], kernel);
   const strides = ctx.ints('strides', [1, 1]);
-  const dilations = ctx.ints('dilations', [1, 1]);
+  let dilations = ctx.ints('dilations', [1, 1]);
   let padding: string;
   let explicit: number[] = [];
   if (!windows) {
@@ -116,7 +130,13 @@ function convert(ctx: NodeContext): Value[] {
     explicit = [0, 0, windows[0].padBegin, windows[0].padEnd, windows[1].padBegin, windows[1].padEnd, 0, 0];
   }
   const fused = fuseFollowers(ctx, ctx.node.outputs[0], w, bias, true);
-  const wf = fused.weight;
+  let wf = fused.weight;
+  if (group > 1 && dilations.some((d) => d > 1)) {
+    // TF's depthwise kernel has no dilation: spread the taps with zeros (same window, exact sums).
+    wf = dilateKernel(wf, dilations);
+    [kh, kw] = [wf.shape[2], wf.shape[3]];
+    dilations = [1, 1];
+  }
   const hasBias = ctx.has(2) || fused.absorbed;
   const fusedOps = hasBias ? ['BiasAdd', ...(fused.act ? [fused.act] : [])] : [];
   // TF convolves with strides > 1 or dilations > 1, not both: convolve densely, then subsample (exact).
@@ -146,16 +166,36 @@ function convert(ctx: NodeContext): Value[] {
     const filter = transposeConst({ ...wf, shape: [group, mult, kh, kw] }, [2, 3, 0, 1]);
     ref = emit('depthwise', x.ref, filter, bias, 'depthwise');
   } else {
-    // tfjs convolutions have no groups: split the channels, convolve each group, concatenate.
-    const split = ctx.op('Split', [ctx.scalar('int32', 3, 'split/axis'), x.ref], { T: attr.type('float32'), num_split: attr.int(group) }, 'split');
+    // tfjs convolutions have no groups. A depthwise conv with multiplier mg computes every (input channel,
+    // output of its group) product; summing each group's cg inputs gives the grouped conv in 4 ops.
     const mg = m / group;
-    const per = wf.data.length / group;
-    const parts: string[] = [];
+    const dw = new Float32Array(kh * kw * group * cg * mg);
+    const dwBias = new Float64Array(group * cg * mg);
     for (let gi = 0; gi < group; gi++) {
-      const wg: ConstTensor = { dtype: 'float32', shape: [mg, cg, kh, kw], data: wf.data.slice(gi * per, (gi + 1) * per) };
-      parts.push(emit('conv', `${split}:${gi}`, transposeConst(wg, [2, 3, 1, 0]), bias.slice(gi * mg, (gi + 1) * mg), `group${gi}`));
+      for (let i = 0; i < cg; i++) {
+        const c = gi * cg + i;
+        for (let j = 0; j < mg; j++) {
+          const o = gi * mg + j;
+          for (let y = 0; y < kh; y++) {
+            for (let z = 0; z < kw; z++) dw[((y * kw + z) * group * cg + c) * mg + j] = wf.data[((o * cg + i) * kh + y) * kw + z];
+          }
+          // The bias rides on one input channel of the group so the sum adds it once.
+          if (i === 0) dwBias[c * mg + j] = bias[o];
+        }
+      }
     }
-    ref = ctx.op('ConcatV2', [...parts, ctx.scalar('int32', 3, 'concat/axis')], { T: attr.type('float32'), N: attr.int(group), Tidx: attr.type('int32') }, 'concat');
+    const filter: ConstTensor = { dtype: 'float32', shape: [kh, kw, group * cg, mg], data: dw };
+    const actFree = fusedOps.length ? ['BiasAdd'] : [];
+    const inputs = [x.ref, ctx.constRef(filter, 'grouped/filter')];
+    if (actFree.length) inputs.push(ctx.constRef(makeConst('float32', [dwBias.length], dwBias), 'grouped/bias'));
+    const partial = ctx.op(actFree.length ? 'FusedDepthwiseConv2dNative' : 'DepthwiseConv2dNative', inputs,
+      actFree.length ? { ...common, fused_ops: attr.strs(actFree), num_args: attr.int(1), epsilon: attr.float(0) } : common, 'grouped');
+    const [oh, ow] = windows ? [windows[0].out, windows[1].out] : [ctx.symbol(), ctx.symbol()];
+    const n = x.shape[0];
+    const split = ctx.reshape(partial, [n, oh, ow, group, cg, mg], 'float32', 'grouped/split');
+    const summed = ctx.op('Sum', [split, ctx.ints32([4], 'grouped/axis')], { T: attr.type('float32'), Tidx: attr.type('int32'), keep_dims: attr.bool(false) }, 'grouped/sum');
+    ref = ctx.reshape(summed, [n, oh, ow, m], 'float32', 'grouped/merge');
+    if (fused.act) ref = ctx.op(fused.act, [ref], { T: attr.type('float32') }, fused.act.toLowerCase());
   }
   if (subsample) {
     ref = ctx.op('StridedSlice', [ref, ctx.ints32([0, 0, 0, 0], 'subsample/begin'), ctx.ints32([0, 0, 0, 0], 'subsample/end'), ctx.ints32([1, strides[0], strides[1], 1], 'subsample/strides')], {
