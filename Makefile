@@ -81,7 +81,7 @@ serve: setup build
 	MODEL_DIR='$(MODEL_DIR)' node dist/src/main.js
 
 # The test command README gives: type-check, then every uvu suite on the native backend.
-test: $(STAMPS)/npm $(STAMPS)/python setup
+test: $(STAMPS)/npm $(STAMPS)/python setup-gpu
 	npx tsc -p tsconfig.json --noEmit
 	npx uvu -r tsx/cjs test '\.test\.ts$$'
 

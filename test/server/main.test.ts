@@ -83,7 +83,9 @@ test('SIGTERM: stops accepting, answers every accepted request, disposes and exi
     () => 'answered',
     (err: NodeJS.ErrnoException) => err.code,
   );
-  assert.is(late, 'ECONNREFUSED', 'no new connection after SIGTERM');
+  // Refused, or reset when the kernel had queued the connection before the listening socket closed: either way
+  // the request is never taken in.
+  assert.ok(late === 'ECONNREFUSED' || late === 'ECONNRESET', `no new connection after SIGTERM, got ${late}`);
   assert.ok(inFlight > 0, 'some requests were still in flight at SIGTERM');
   const answered = await Promise.all(replies);
   for (const reply of answered) {
