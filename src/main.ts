@@ -6,7 +6,7 @@ import { describe } from './errors';
 import { createLogger, type Logger } from './logger';
 import { ModelLoadError, type Model } from './model';
 import { loadPipeline } from './pipeline';
-import { healthInfo } from './routes/health';
+import { healthInfo, runtimeHealth } from './routes/health';
 import { loadRuntime, type Runtime } from './runtime';
 
 async function main(): Promise<number> {
@@ -34,7 +34,7 @@ async function main(): Promise<number> {
     return 1;
   }
   const { tf, info } = runtimeLoaded;
-  const runtime = { backend: info.backend, device: info.device, tensorflow: info.tfVersion };
+  const runtime = runtimeHealth(info);
   logger.info('runtime loaded', { ...runtime });
 
   // Caught from here on: a signal during the model load is acted on once the load is over.

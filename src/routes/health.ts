@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Middleware } from 'koa';
 import type { AppState } from '../app';
 import type { Model } from '../model';
+import type { RuntimeInfo } from '../runtime';
 
 /** What /health reports about the model and the TensorFlow runtime serving it. */
 export interface HealthInfo {
@@ -16,7 +17,35 @@ export interface HealthInfo {
     demo: boolean;
     checkpoint_sha256: string;
   };
-  runtime: { backend: string; device: string; tensorflow: string };
+  runtime: RuntimeHealth;
+}
+
+/** The runtime part of /health (and of the startup log line). */
+export interface RuntimeHealth {
+  backend: string;
+  device: string;
+  /** TensorFlow device kinds in use, the kernels' device first. */
+  devices: string[];
+  binding: string;
+  tensorflow: string;
+  tfjs: string;
+  intra_op_threads: number;
+  inter_op_threads: number;
+  onednn: boolean;
+}
+
+export function runtimeHealth(info: RuntimeInfo): RuntimeHealth {
+  return {
+    backend: info.backend,
+    device: info.device,
+    devices: info.devices,
+    binding: info.binding,
+    tensorflow: info.tfVersion,
+    tfjs: info.tfjsVersion,
+    intra_op_threads: info.intraOpThreads,
+    inter_op_threads: info.interOpThreads,
+    onednn: info.oneDnn,
+  };
 }
 
 export function healthRoute(state: AppState): Middleware {
@@ -39,7 +68,7 @@ export function healthRoute(state: AppState): Middleware {
 }
 
 /** The /health description of a loaded model and of the runtime that serves it. */
-export function healthInfo(model: Model, runtime: HealthInfo['runtime']): HealthInfo {
+export function healthInfo(model: Model, runtime: RuntimeHealth): HealthInfo {
   const meta = model.metadata;
   return {
     model: {

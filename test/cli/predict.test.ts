@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { createApp } from '../../src/app';
 import type { Model } from '../../src/model';
 import { loadPipeline } from '../../src/pipeline';
-import { healthInfo } from '../../src/routes/health';
+import { healthInfo, runtimeHealth } from '../../src/routes/health';
 import { memoryLogger, postImage, serve, tempDir, writeTinyModel } from '../helpers/app';
 import { info, tf } from '../helpers/runtime';
 
@@ -48,7 +48,7 @@ test.before(async () => {
   const { dir } = writeTinyModel(tempDir('cli-model'), { classes: 5, labels: ['daisy', 'rose', 'tulip', 'sunflower', 'dandelion'] });
   const loaded = await loadPipeline(tf, dir, { maxPixels: 36_000_000, honourExif: false });
   model = loaded.model;
-  const ready = { pipeline: loaded.pipeline, health: healthInfo(model, { backend: info.backend, device: info.device, tensorflow: info.tfVersion }) };
+  const ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtimeHealth(info)) };
   const app = createApp({ config: { topk: 3, maxUploadBytes: 4 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 }, logger: memoryLogger(), ready });
   server = await serve(app.koa.callback());
 });

@@ -8,7 +8,7 @@ import { decodeImage } from '../../src/decode';
 import type { Model } from '../../src/model';
 import { createPipeline, loadPipeline } from '../../src/pipeline';
 import { createPreprocessor } from '../../src/preprocess';
-import { healthInfo } from '../../src/routes/health';
+import { healthInfo, runtimeHealth } from '../../src/routes/health';
 import { memoryLogger, postImage, request, serve, tempDir, writeTinyModel, type TinyWeights } from '../helpers/app';
 import { info, tf } from '../helpers/runtime';
 
@@ -16,7 +16,7 @@ const IMAGES = '/work/shared/images';
 const photo = (name: string) => readFileSync(path.join(IMAGES, name));
 const CLASSES = 5;
 const config: AppConfig = { topk: 3, maxUploadBytes: 4 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 };
-const runtimeHealth = { backend: info.backend, device: info.device, tensorflow: info.tfVersion };
+const runtime = runtimeHealth(info);
 
 let model: Model;
 let weights: TinyWeights;
@@ -71,7 +71,7 @@ test.before(async () => {
   weights = tiny.weights;
   const loaded = await loadPipeline(tf, tiny.dir, { maxPixels: 36_000_000, honourExif: false });
   model = loaded.model;
-  ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtimeHealth) };
+  ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtime) };
 });
 
 test.after(() => model.dispose());
@@ -114,7 +114,10 @@ test('GET /health describes model and runtime once ready', async () => {
     assert.equal(reply.body, {
       status: 'ok',
       model: { name: 'tiny.pth', arch: 'tiny-mean-linear', classes: CLASSES, input_size: [8, 8], labels: 'indices', demo: false, checkpoint_sha256: '0'.repeat(64) },
-      runtime: { backend: 'tensorflow', device: 'cpu', tensorflow: info.tfVersion },
+      runtime: {
+        backend: 'tensorflow', device: 'cpu', devices: ['CPU'], binding: '@tensorflow/tfjs-node', tensorflow: info.tfVersion,
+        tfjs: '4.22.0', intra_op_threads: info.intraOpThreads, inter_op_threads: info.interOpThreads, onednn: info.oneDnn,
+      },
     });
   });
 });

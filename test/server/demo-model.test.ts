@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { createApp, type Ready } from '../../src/app';
 import type { Model } from '../../src/model';
 import { loadPipeline } from '../../src/pipeline';
-import { healthInfo } from '../../src/routes/health';
+import { healthInfo, runtimeHealth } from '../../src/routes/health';
 import { convertedDemoModel, memoryLogger, postImage, request, serve } from '../helpers/app';
 import { info, tf } from '../helpers/runtime';
 
@@ -16,7 +16,7 @@ let server: Awaited<ReturnType<typeof serve>>;
 test.before(async () => {
   const loaded = await loadPipeline(tf, convertedDemoModel(), { maxPixels: 36_000_000, honourExif: false });
   model = loaded.model;
-  ready = { pipeline: loaded.pipeline, health: healthInfo(model, { backend: info.backend, device: info.device, tensorflow: info.tfVersion }) };
+  ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtimeHealth(info)) };
   const app = createApp({ config: { topk: 3, maxUploadBytes: 20 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 }, logger: memoryLogger(), ready });
   server = await serve(app.koa.callback());
 });
