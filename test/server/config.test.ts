@@ -82,9 +82,11 @@ test('--help asks for the usage text', () => {
   assert.equal(parseConfig(['--help'], {}), { help: true });
 });
 
-test('docs/config.md carries the table generated from the option list', () => {
-  const doc = readFileSync(path.join(__dirname, '../../docs/config.md'), 'utf8');
-  assert.ok(doc.includes(configTableMarkdown()), 'docs/config.md is out of date: paste configTableMarkdown() into it');
+test('docs/config.md and README.md carry the table generated from the option list', () => {
+  for (const file of ['docs/config.md', 'README.md']) {
+    const doc = readFileSync(path.join(__dirname, '../..', file), 'utf8');
+    assert.ok(doc.includes(configTableMarkdown()), `${file} is out of date: paste configTableMarkdown() into it`);
+  }
 });
 
 test.run();
