@@ -75,9 +75,10 @@ async function main(): Promise<void> {
   const ortInfer = await measure(() => session.run(feeds), INFER_RUNS, INFER_WARMUP);
   await session.release();
 
-  const threads = info.intraOpThreads === null ? "TensorFlow's default threads" : `${info.intraOpThreads} intra-op threads`;
   const ceiling: Omit<Ceiling, 'otherCores'> = {
-    backend: `${info.backend} on ${info.device}, TensorFlow ${info.tfVersion}, ${threads}`,
+    backend:
+      `${info.backend} on ${info.device}, TensorFlow ${info.tfVersion}, intra-op threads ${info.intraOpThreads}, ` +
+      `inter-op threads ${info.interOpThreads}, oneDNN ${info.oneDnn ? 'on' : 'off'}`,
     decode: meanStage(decode),
     preprocess: meanStage(preprocessing),
     infer,

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
+import type { HealthInfo } from '../src/routes/health';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
@@ -114,15 +115,15 @@ interface Contender {
 
 /** Our /health: the runtime it reports, and proof that it serves the checkpoint make convert exported. */
 async function inspectOurs(base: URL, exported: ExportInfo): Promise<string> {
-  const health = (await (await fetch(new URL('/health', base))).json()) as {
-    model: { checkpoint_sha256: string };
-    runtime: { backend: string; device: string; tensorflow: string };
-  };
+  const health = (await (await fetch(new URL('/health', base))).json()) as HealthInfo;
   if (health.model.checkpoint_sha256 !== exported.checkpoint.sha256) {
     throw new UsageError('the model in --model-dir was not converted from the checkpoint in .cache/convert/export.json: run `make convert`');
   }
-  const { backend, device, tensorflow } = health.runtime;
-  return `ours, from its /health: backend ${backend} on ${device}, TensorFlow ${tensorflow}`;
+  const r = health.runtime;
+  return (
+    `ours, from its /health: ${r.binding}, backend ${r.backend} on ${r.device}, TensorFlow ${r.tensorflow}, ` +
+    `intra-op threads ${r.intra_op_threads}, inter-op threads ${r.inter_op_threads}, oneDNN ${r.onednn ? 'on' : 'off'}`
+  );
 }
 
 const predictsOk = async (base: URL, probe: Upload) =>
