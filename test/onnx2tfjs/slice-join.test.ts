@@ -57,4 +57,61 @@ test('Pad: constant with a value and reflect, on NHWC and plain tensors', async 
   await checkAgainstOrt(pad('constant', [0, 0, 1, 1, 0, 0, 1, 1]));
 });
 
+test('constant subgraphs are folded: Range, Mod (both signs conventions), Slice of a 2-D constant, ScatterND', async () => {
+  const spec: ModelSpec = {
+    inputs: [{ name: 'x', shape: [2, 3] }],
+    initializers: {
+      start: { dtype: 'int64', shape: [], data: [-3] }, limit: { dtype: 'int64', shape: [], data: [3] }, delta: { dtype: 'int64', shape: [], data: [1] },
+      three: { dtype: 'int64', shape: [], data: [4] },
+      grid: { dtype: 'float32', shape: [4, 5], data: Array.from({ length: 20 }, (_, i) => i) },
+      st: i64([1, 4]), en: i64([3, 0]), ax: i64([0, 1]), sp: i64([1, -2]),
+      zeros: { dtype: 'float32', shape: [2, 3], data: [0, 0, 0, 0, 0, 0] },
+      idx: { dtype: 'int64', shape: [2, 2], data: [0, 1, 1, -1] }, upd: { dtype: 'float32', shape: [2], data: [5, -7] },
+    },
+    nodes: [
+      { op: 'Range', inputs: ['start', 'limit', 'delta'], outputs: ['r'] },
+      { op: 'Mod', inputs: ['r', 'three'], outputs: ['m0'] },
+      { op: 'Mod', inputs: ['r', 'three'], outputs: ['m1'], attrs: { fmod: A.i(1) } },
+      { op: 'Sub', inputs: ['m0', 'm1'], outputs: ['dm'] },
+      { op: 'Cast', inputs: ['dm'], outputs: ['dmf'], attrs: { to: A.i(1) } },
+      { op: 'Slice', inputs: ['grid', 'st', 'en', 'ax', 'sp'], outputs: ['g'] },
+      { op: 'ScatterND', inputs: ['zeros', 'idx', 'upd'], outputs: ['sc'] },
+      { op: 'ReduceSum', inputs: ['dmf'], outputs: ['s1'], attrs: { keepdims: A.i(0) } },
+      { op: 'Add', inputs: ['x', 'sc'], outputs: ['a'] },
+      { op: 'Add', inputs: ['a', 's1'], outputs: ['b'] },
+      { op: 'Flatten', inputs: ['g'], outputs: ['gf'], attrs: { axis: A.i(0) } },
+      { op: 'ReduceSum', inputs: ['gf'], outputs: ['gs'], attrs: { keepdims: A.i(0) } },
+      { op: 'Add', inputs: ['b', 'gs'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  };
+  const m = await checkAgainstOrt(spec, { convert: {} });
+  assert.not.ok('StridedSlice' in tfOps(m) || 'FloorMod' in tfOps(m), 'folded');
+});
+
+test('run-time Range, ScatterND and C-style Mod (fmod 1) match onnxruntime', async () => {
+  const feeds = {
+    a: { shape: [6], data: Float32Array.from([7, -7, 7, -7, 0, 5.5]) },
+    b: { shape: [6], data: Float32Array.from([3, 3, -3, -3, 2, -2]) },
+    n: { shape: [], data: Float32Array.from([5]) },
+    d: { shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
+  };
+  await checkAgainstOrt({
+    inputs: [{ name: 'a', shape: [6] }, { name: 'b', shape: [6] }, { name: 'n', shape: [] }, { name: 'd', shape: [3, 2] }],
+    initializers: { zero: { dtype: 'float32', shape: [], data: [0] }, one: { dtype: 'float32', shape: [], data: [1] }, idx: { dtype: 'int64', shape: [1, 1], data: [2] }, upd: { dtype: 'float32', shape: [1, 2], data: [-1, -2] } },
+    nodes: [
+      { op: 'Mod', inputs: ['a', 'b'], outputs: ['fm'], attrs: { fmod: A.i(1) } },
+      { op: 'Range', inputs: ['zero', 'n', 'one'], outputs: ['r'] },
+      { op: 'ScatterND', inputs: ['d', 'idx', 'upd'], outputs: ['s'] },
+    ],
+    outputs: ['fm', 'r', 's'],
+  }, { feeds });
+});
+
+test('Dropout in training mode with ratio 0 is the identity (Swin attention)', async () => {
+  await checkAgainstOrt(on4d([{ op: 'Dropout', inputs: ['r', 'ratio', 'train'], outputs: ['y', 'mask'] }], ['y'], {
+    ratio: { dtype: 'float32', shape: [], data: [0] }, train: { dtype: 'bool', shape: [], data: [1] },
+  }), { nhwc: ['x'] });
+});
+
 test.run();

@@ -113,6 +113,12 @@ export class NodeContext {
     return c.length === 1 ? c[0] : undefined;
   }
 
+  /** Whether output `i` of this node is read by another node or is a graph output. */
+  outputUsed(i: number): boolean {
+    const name = this.node.outputs[i];
+    return !!name && (this.env.graphOutputs.has(name) || (this.env.consumers.get(name)?.length ?? 0) > 0);
+  }
+
   /** Marks a following node as folded into this one: its first output becomes an alias of `source`. */
   absorb(node: OnnxNode, source: string): void {
     this.env.absorbed.set(node, source);

@@ -90,14 +90,30 @@ interface BinarySpec {
   floatOnly?: boolean;
   /** Takes one or more inputs (Max, Min). */
   variadic?: boolean;
+  attrs?: string[];
 }
 
 const truncDiv = (x: number, y: number) => Math.trunc(x / y);
 
-export function binary(spec: BinarySpec): OpConverter {
+/** C fmod (sign of the dividend) from TF's FloorMod: subtract y where the floor remainder has the wrong sign. */
+function cFmod(ctx: NodeContext, x: TensorValue, y: TensorValue, perm: number[]): TensorValue {
+  const T = { T: attr.type(x.dtype) };
+  const zero = ctx.scalar(x.dtype, 0, 'zero');
+  const r = ctx.op('FloorMod', [x.ref, y.ref], T, 'floormod');
+  const signsDiffer = ctx.op('NotEqual', [ctx.op('Less', [x.ref, zero], T, 'xneg'), ctx.op('Less', [y.ref, zero], T, 'yneg')], { T: attr.type('bool') }, 'signs');
+  const fix = ctx.op('LogicalAnd', [signsDiffer, ctx.op('NotEqual', [r, zero], T, 'nonzero')], {}, 'fix');
+  const shape = broadcastDims(x.shape, y.shape, `Mod node "${ctx.name}"`);
+  const ref = ctx.op('Sub', [r, ctx.op('SelectV2', [fix, y.ref, zero], T, 'adjust')], T, 'fmod');
+  return ctx.result(ref, x.dtype, shape, perm);
+}
+
+export function binary(base: BinarySpec): OpConverter {
   return {
-    attrs: [],
+    attrs: base.attrs ?? [],
     convert(ctx) {
+      const fmod = ctx.node.opType === 'Mod' && ctx.int('fmod', 0) === 1;
+      // fmod 1 is C's fmod (the dividend's sign), JavaScript's %.
+      const spec = fmod ? { ...base, fold: (x: number, y: number) => x % y } : base;
       const operands = ctx.node.inputs.map((_, i) => ctx.need(i));
       // Variadic Max/Min of one input is that input.
       if (operands.length === 1 && spec.variadic) return [operands[0]];
@@ -116,6 +132,7 @@ export function binary(spec: BinarySpec): OpConverter {
       const aligned = operands.map((v) => align(ctx, v, r, perm));
       const dtype = aligned[0].dtype;
       if (spec.floatOnly && dtype !== 'float32') ctx.fail(`run-time ${dtype} inputs are not supported (float only)`);
+      if (fmod) return [cFmod(ctx, aligned[0], aligned[1], perm)];
       let ref = aligned[0].ref;
       let shape = aligned[0].shape;
       for (const b of aligned.slice(1)) {
@@ -167,6 +184,8 @@ export const elementwise: OpRegistry = {
   Div: binary({ tf: 'RealDiv', fold: (x, y) => x / y, floatOnly: true }),
   Pow: binary({ tf: 'Pow', fold: (x, y) => Math.pow(x, y), floatOnly: true }),
   Max: binary({ tf: 'Maximum', fold: Math.max, variadic: true }),
+  // fmod 0 (the default) is Python's %, with the divisor's sign: TF's FloorMod.
+  Mod: binary({ tf: 'FloorMod', fold: (x, y) => x - Math.floor(x / y) * y, attrs: ['fmod'] }),
   Min: binary({ tf: 'Minimum', fold: Math.min, variadic: true }),
   Sqrt: unary('Sqrt', Math.sqrt),
   Exp: unary('Exp', Math.exp),

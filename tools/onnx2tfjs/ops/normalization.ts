@@ -12,7 +12,7 @@ const F = { T: attr.type('float32') };
 function batchNorm(ctx: NodeContext): Value[] {
   if (ctx.int('training_mode', 0) !== 0) ctx.fail('training_mode 1 is not supported (export in eval mode)');
   if (ctx.int('spatial', 1) !== 1) ctx.fail('spatial 0 (per-element statistics) is not supported');
-  if (ctx.node.outputs.slice(1).some((o) => o !== '')) ctx.fail('running mean/var outputs are not supported');
+  if ([1, 2, 3, 4].some((i) => ctx.outputUsed(i))) ctx.fail('running mean/var outputs are not supported');
   const x = ctx.tensor(ctx.need(0));
   const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => ctx.constInput(i, ['scale', 'B', 'mean', 'var'][i - 1]).data);
   const eps = Math.fround(ctx.float('epsilon', 1e-5));
@@ -34,7 +34,7 @@ function batchNorm(ctx: NodeContext): Value[] {
 }
 
 function layerNorm(ctx: NodeContext): Value[] {
-  if (ctx.node.outputs.slice(1).some((o) => o !== '')) ctx.fail('Mean/InvStdDev outputs are not supported');
+  if ([1, 2].some((i) => ctx.outputUsed(i))) ctx.fail('Mean/InvStdDev outputs are not supported');
   const x = ctx.tensor(ctx.need(0));
   const r = x.shape.length;
   const axis0 = ctx.int('axis', -1);

@@ -44,7 +44,7 @@ function cropTo(ctx: NodeContext, ref: string, windows: AxisWindow[]): string {
 }
 
 function maxPool(ctx: NodeContext): Value[] {
-  if (ctx.node.outputs[1]) ctx.fail('the Indices output is not supported');
+  if (ctx.outputUsed(1)) ctx.fail('the Indices output is not supported');
   // storage_order only shapes the Indices output, refused above.
   const { x, kernel, windows } = poolInput(ctx);
   const strides = ctx.ints('strides', [1, 1]);

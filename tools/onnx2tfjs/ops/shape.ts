@@ -1,4 +1,4 @@
-// Shape plumbing: Shape/Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Cast/Constant/Identity/Dropout. Shape
+// Shape plumbing: Shape/Reshape/Flatten/Transpose/Squeeze/Unsqueeze/Expand/Cast/Constant/Range/Identity/Dropout. Shape
 // subgraphs are folded at conversion time (symbolic batch dims included); Transpose only relabels the layout.
 import { attr } from '../graph-builder';
 import { dimsValue, NodeContext, sameElementOrder } from '../context';
@@ -146,8 +146,10 @@ export const shape: OpRegistry = {
   Dropout: {
     attrs: ['ratio', 'seed'],
     convert(ctx) {
-      if (ctx.node.outputs[1]) ctx.fail('the mask output is not supported (inference only)');
-      if (ctx.has(2) && ctx.constInput(2, 'training_mode').data[0]) ctx.fail('training_mode true is not supported');
+      if (ctx.outputUsed(1)) ctx.fail('the mask output is not supported (inference only)');
+      // Training mode drops nothing when the ratio is 0 (Swin's attention dropout exports so).
+      const ratio = ctx.has(1) ? ctx.constInput(1, 'ratio').data[0] : ctx.float('ratio', 0.5);
+      if (ctx.has(2) && ctx.constInput(2, 'training_mode').data[0] && ratio !== 0) ctx.fail('training_mode true is not supported');
       return [ctx.need(0)];
     },
   },
@@ -266,6 +268,23 @@ export const shape: OpRegistry = {
       const x = t.shape.length < r ? ctx.reshape(t.ref, [...new Array(r - t.shape.length).fill(1), ...t.shape], t.dtype, 'rank') : t.ref;
       const ref = ctx.op('BroadcastTo', [x, ctx.shapeTensor(shape, 'shape')], { T: attr.type(t.dtype), Tidx: attr.type('int32') }, 'expand');
       return [ctx.result(ref, t.dtype, shape)];
+    },
+  },
+  Range: {
+    attrs: [],
+    convert(ctx) {
+      const vs = [0, 1, 2].map((i) => ctx.need(i));
+      if (vs.some((v) => v.kind === 'tensor')) {
+        // Bounds known only at run time: TF's Range, of a length known only then.
+        const [a, b, d] = vs.map((v) => ctx.tensor(v));
+        const ref = ctx.op('Range', [a.ref, b.ref, d.ref], { Tidx: attr.type(a.dtype) }, 'range');
+        return [ctx.result(ref, a.dtype, [ctx.symbol()])];
+      }
+      const [start, limit, delta] = [0, 1, 2].map((i) => ctx.constInput(i, ['start', 'limit', 'delta'][i]));
+      const [a, b, d] = [start, limit, delta].map((t) => t.data[0]);
+      if (d === 0) ctx.fail('delta 0 is invalid');
+      const n = Math.max(0, Math.ceil((b - a) / d));
+      return [{ kind: 'const', tensor: makeConst(start.dtype, [n], Array.from({ length: n }, (_, i) => a + i * d)) }];
     },
   },
   ConstantOfShape: {

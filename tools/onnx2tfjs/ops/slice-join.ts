@@ -1,4 +1,4 @@
-// Slicing and joining: Concat/Split/Slice/Gather/Pad with ONNX axes remapped to the stored layout; shape vectors
+// Slicing and joining: Concat/Split/Slice/Gather/Pad/ScatterND with ONNX axes remapped to the stored layout; shape vectors
 // (symbolic batch included) are folded at conversion time.
 import { attr } from '../graph-builder';
 import { dimsOf, dimsValue, NodeContext } from '../context';
@@ -83,6 +83,63 @@ function clampSlice(s: AxisSlice, dim: number): { begin: number; end: number; le
   return { begin, end, len };
 }
 
+/** Slices a constant (any rank) at conversion time. */
+function sliceConst(t: ConstTensor, args: AxisSlice[]): ConstTensor {
+  const picks = t.shape.map((dim, a) => {
+    const s = args.find((x) => x.axis === a);
+    if (!s) return Array.from({ length: dim }, (_, i) => i);
+    const c = clampSlice(s, dim);
+    return Array.from({ length: c.len }, (_, i) => c.begin + i * s.step);
+  });
+  return gatherAll(t, picks);
+}
+
+/** Elements of `t` at the cartesian product of per-axis index lists. */
+function gatherAll(t: ConstTensor, picks: number[][]): ConstTensor {
+  const shape = picks.map((p) => p.length);
+  const strides = t.shape.map((_, a) => size(t.shape.slice(a + 1)));
+  const out: number[] = [];
+  const walk = (axis: number, offset: number) => {
+    if (axis === picks.length) {
+      out.push(t.data[offset]);
+      return;
+    }
+    for (const i of picks[axis]) walk(axis + 1, offset + i * strides[axis]);
+  };
+  if (shape.every((d) => d > 0)) walk(0, 0);
+  return makeConst(t.dtype, shape, out);
+}
+
+/** ScatterND (reduction none): updates written at the index tuples, in order; folded on constants. */
+function scatterND(ctx: NodeContext): Value[] {
+  if (ctx.str('reduction', 'none') !== 'none') ctx.fail('only reduction "none" is supported');
+  if ([0, 1, 2].some((i) => ctx.need(i).kind === 'tensor')) {
+    // At run time: TF's TensorScatterUpdate on the tensor in ONNX order (indices address logical axes).
+    const data = ctx.plain(ctx.need(0));
+    const indices = ctx.plain(ctx.need(1));
+    const updates = ctx.plain(ctx.need(2));
+    const ref = ctx.op('TensorScatterUpdate', [data.ref, indices.ref, updates.ref], { T: attr.type(data.dtype), Tindices: attr.type('int32') }, 'scatter');
+    return [ctx.result(ref, data.dtype, data.shape)];
+  }
+  const data = ctx.constInput(0, 'data');
+  const indices = ctx.constInput(1, 'indices');
+  const updates = ctx.constInput(2, 'updates');
+  const k = indices.shape[indices.shape.length - 1];
+  const strides = data.shape.map((_, a) => size(data.shape.slice(a + 1)));
+  const slice = size(data.shape.slice(k));
+  const out = Float64Array.from(data.data);
+  const tuples = indices.data.length / k;
+  for (let t = 0; t < tuples; t++) {
+    let offset = 0;
+    for (let a = 0; a < k; a++) {
+      const i = indices.data[t * k + a];
+      offset += (i < 0 ? i + data.shape[a] : i) * strides[a];
+    }
+    for (let e = 0; e < slice; e++) out[offset + e] = updates.data[t * slice + e];
+  }
+  return [{ kind: 'const', tensor: makeConst(data.dtype, data.shape, out) }];
+}
+
 function sliceArgs(ctx: NodeContext, r: number): AxisSlice[] {
   let starts: number[];
   let ends: number[];
@@ -117,6 +174,7 @@ function slice(ctx: NodeContext): Value[] {
     const { begin, len } = clampSlice(s, d.dims.length);
     return [dimsValue(Array.from({ length: len }, (_, i) => d.dims[begin + i * s.step]), false, d.dtype)];
   }
+  if (v.kind === 'const') return [{ kind: 'const', tensor: sliceConst(v.tensor, args) }];
   const x: TensorValue = ctx.tensor(v);
   const shape = [...x.shape];
   const begin = new Array<number>(r).fill(0);
@@ -242,4 +300,5 @@ export const sliceJoin: OpRegistry = {
   Slice: { attrs: ['starts', 'ends', 'axes'], convert: slice },
   Gather: { attrs: ['axis'], convert: gather },
   Pad: { attrs: ['mode', 'pads', 'value'], convert: pad },
+  ScatterND: { attrs: ['reduction'], convert: scatterND },
 };
