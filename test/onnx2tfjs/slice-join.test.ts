@@ -98,13 +98,16 @@ test('run-time Range, ScatterND and C-style Mod (fmod 1) match onnxruntime', asy
   };
   await checkAgainstOrt({
     inputs: [{ name: 'a', shape: [6] }, { name: 'b', shape: [6] }, { name: 'n', shape: [] }, { name: 'd', shape: [3, 2] }],
-    initializers: { zero: { dtype: 'float32', shape: [], data: [0] }, one: { dtype: 'float32', shape: [], data: [1] }, idx: { dtype: 'int64', shape: [1, 1], data: [2] }, upd: { dtype: 'float32', shape: [1, 2], data: [-1, -2] } },
+    initializers: { zero: { dtype: 'float32', shape: [], data: [0] }, one: { dtype: 'float32', shape: [], data: [1] }, idx: { dtype: 'int64', shape: [1, 1], data: [2] }, upd: { dtype: 'float32', shape: [1, 2], data: [-1, -2] },
+      idx2: { dtype: 'int64', shape: [3, 2], data: [0, 1, -1, 0, 0, 1] }, upd2: { dtype: 'float32', shape: [3], data: [10, 20, 30] } },
     nodes: [
       { op: 'Mod', inputs: ['a', 'b'], outputs: ['fm'], attrs: { fmod: A.i(1) } },
       { op: 'Range', inputs: ['zero', 'n', 'one'], outputs: ['r'] },
       { op: 'ScatterND', inputs: ['d', 'idx', 'upd'], outputs: ['s'] },
+      { op: 'ScatterND', inputs: ['d', 'idx2', 'upd2'], outputs: ['sa'], attrs: { reduction: A.s('add') } },
     ],
-    outputs: ['fm', 'r', 's'],
+    outputs: ['fm', 'r', 's', 'sa'],
+    opset: 16,
   }, { feeds });
 });
 

@@ -110,20 +110,39 @@ function gatherAll(t: ConstTensor, picks: number[][]): ConstTensor {
   return makeConst(t.dtype, shape, out);
 }
 
-/** ScatterND (reduction none): updates written at the index tuples, in order; folded on constants. */
+/** ScatterND with reduction none (write) or add (accumulate), folded on constants, native TF ops at run time. */
 function scatterND(ctx: NodeContext): Value[] {
-  if (ctx.str('reduction', 'none') !== 'none') ctx.fail('only reduction "none" is supported');
-  if ([0, 1, 2].some((i) => ctx.need(i).kind === 'tensor')) {
-    // At run time: TF's TensorScatterUpdate on the tensor in ONNX order (indices address logical axes).
-    const data = ctx.plain(ctx.need(0));
-    const indices = ctx.plain(ctx.need(1));
-    const updates = ctx.plain(ctx.need(2));
-    const ref = ctx.op('TensorScatterUpdate', [data.ref, indices.ref, updates.ref], { T: attr.type(data.dtype), Tindices: attr.type('int32') }, 'scatter');
+  const reduction = ctx.str('reduction', 'none');
+  if (reduction !== 'none' && reduction !== 'add') ctx.fail(`reduction "${reduction}" is not supported (none and add are)`);
+  const [dv, iv, uv] = [0, 1, 2].map((i) => ctx.need(i));
+  if ([dv, iv, uv].some((v) => v.kind === 'tensor')) {
+    // Indices address logical axes, so the data is used in ONNX order; TF takes no negative indices.
+    const data = ctx.plain(dv);
+    let indices: string;
+    if (iv.kind === 'const') {
+      const k = iv.tensor.shape[iv.tensor.shape.length - 1];
+      const norm = Array.from(iv.tensor.data, (i, n) => {
+        const dim = data.shape[n % k];
+        if (i < 0 && typeof dim !== 'number') ctx.fail('a negative index on a run-time dimension is not supported');
+        return i < 0 ? i + (dim as number) : i;
+      });
+      indices = ctx.constRef(makeConst('int32', iv.tensor.shape, norm), 'indices');
+    } else {
+      indices = ctx.plain(iv).ref;
+    }
+    const updates = ctx.plain(uv);
+    const T = { T: attr.type(data.dtype), Tindices: attr.type('int32') };
+    let ref: string;
+    if (reduction === 'none') {
+      ref = ctx.op('TensorScatterUpdate', [data.ref, indices, updates.ref], T, 'scatter');
+    } else {
+      // ScatterNd sums updates that hit the same cell, as reduction "add" does.
+      const shape = ctx.shapeTensor(data.shape, 'scatter/shape');
+      ref = ctx.op('AddV2', [data.ref, ctx.op('ScatterNd', [indices, updates.ref, shape], T, 'scatter')], { T: attr.type(data.dtype) }, 'accumulate');
+    }
     return [ctx.result(ref, data.dtype, data.shape)];
   }
-  const data = ctx.constInput(0, 'data');
-  const indices = ctx.constInput(1, 'indices');
-  const updates = ctx.constInput(2, 'updates');
+  const [data, indices, updates] = [dv, iv, uv].map((v) => (v as Extract<Value, { kind: 'const' }>).tensor);
   const k = indices.shape[indices.shape.length - 1];
   const strides = data.shape.map((_, a) => size(data.shape.slice(a + 1)));
   const slice = size(data.shape.slice(k));
@@ -135,7 +154,7 @@ function scatterND(ctx: NodeContext): Value[] {
       const i = indices.data[t * k + a];
       offset += (i < 0 ? i + data.shape[a] : i) * strides[a];
     }
-    for (let e = 0; e < slice; e++) out[offset + e] = updates.data[t * slice + e];
+    for (let e = 0; e < slice; e++) out[offset + e] = (reduction === 'add' ? out[offset + e] : 0) + updates.data[t * slice + e];
   }
   return [{ kind: 'const', tensor: makeConst(data.dtype, data.shape, out) }];
 }
