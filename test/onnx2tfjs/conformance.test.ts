@@ -181,10 +181,13 @@ function runCase(c: OnnxCase): Outcome {
 const all = listCases();
 const claimed = claimedCases(all);
 let memo: Outcome[] | undefined;
-/** Runs every claimed case not excluded for scope (known converter bugs included), once per process. */
+/**
+ * Runs every claimed case not excluded for scope (known converter bugs included), once per process. Rule-excluded
+ * cases are skipped even while the file lags behind the rules (the first test reports that).
+ */
 function outcomes(): Outcome[] {
   const { cases } = readExclusions();
-  memo ??= claimed.filter((c) => !cases[c.name] || cases[c.name].startsWith(KNOWN_BUG)).map(runCase);
+  memo ??= claimed.filter((c) => !ruleReason(c) && (!cases[c.name] || cases[c.name].startsWith(KNOWN_BUG))).map(runCase);
   return memo;
 }
 
