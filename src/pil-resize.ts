@@ -6,9 +6,15 @@
 // image); weights are normalised to sum 1 in double precision and then turned into integers with 22 fractional
 // bits (PRECISION_BITS = 32 - 8 - 2, rounding half away from zero); a pass accumulates in int32 from 2^21
 // (rounding) and keeps (sum >> 22) clipped to 0..255. Horizontal pass first, then vertical, each rounding to 8 bits.
-// As tf ops each pass is one int32 matrix product with a dense coefficient matrix: exact, since every sum fits in
-// int32 (255 * 2^22 < 2^31), so the result is bit-identical to Pillow's.
-import type { Tensor2D, Tensor3D } from '@tensorflow/tfjs-node';
+//
+// As tf ops each pass is a matrix product. float32 products are several times faster than int32 ones on the
+// native backend (TensorFlow's float GEMM is vectorised, its int32 one is not), and they are exact as long as every
+// partial sum is an integer below 2^24: so each coefficient is split into hi * 2^shift + lo, the two parts are
+// multiplied separately in float32, and the two sums are recombined in int32 (where sum < 2^31 holds since
+// 255 * 2^22 < 2^31). Only when no split keeps both sums below 2^24 (a downscale by several hundred) does a pass
+// multiply in int32 directly. The horizontal pass works on rows of interleaved RGB (no transpose of the image) and
+// only on the band of source columns each group of output columns reads.
+import type { Tensor, Tensor2D, Tensor3D } from '@tensorflow/tfjs-node';
 import type { Tf } from './runtime';
 
 /** Fractional bits of Pillow's fixed-point coefficients. */
@@ -57,13 +63,59 @@ function triangle(x: number): number {
   return a < 1 ? 1 - a : 0;
 }
 
-/** The same matrix transposed, `[inSize, outSize]`, for right-multiplication. */
-export function transposeCoefficients(matrix: Int32Array, inSize: number, outSize: number): Int32Array {
-  const transposed = new Int32Array(matrix.length);
-  for (let out = 0; out < outSize; out++) {
-    for (let i = 0; i < inSize; i++) transposed[i * outSize + out] = matrix[out * inSize + i];
+/** How a pass's coefficients are multiplied: float32 parts hi * 2^shift + lo, or whole in int32. */
+export interface PassPrecision {
+  dtype: 'float32' | 'int32';
+  /** Bit position of the split (float32 only). */
+  shift: number;
+}
+
+/** Largest integer float32 sums reach exactly (every partial sum below it is exact). */
+const FLOAT_EXACT = 2 ** 24;
+
+/**
+ * A split of `matrix` `[outSize, inSize]` whose two parts, times any 8-bit samples, sum below 2^24 in every row
+ * (so float32 products are exact), else int32.
+ */
+export function passPrecision(matrix: Int32Array, inSize: number, outSize: number): PassPrecision {
+  const hiSums = new Float64Array(outSize);
+  const loSums = new Float64Array(outSize);
+  // Low shifts leave the hi part too large, high ones the lo part: the first that works is as good as any.
+  for (let shift = 1; shift < PRECISION_BITS; shift++) {
+    hiSums.fill(0);
+    loSums.fill(0);
+    const mask = 2 ** shift - 1;
+    for (let out = 0; out < outSize; out++) {
+      for (let i = out * inSize; i < (out + 1) * inSize; i++) {
+        hiSums[out] += matrix[i] >> shift;
+        loSums[out] += matrix[i] & mask;
+      }
+    }
+    if (hiSums.every((s, o) => 255 * Math.max(s, loSums[o]) < FLOAT_EXACT)) return { dtype: 'float32', shift };
   }
-  return transposed;
+  return { dtype: 'int32', shift: 0 };
+}
+
+/**
+ * The parts of one coefficient: (hi << shift) and lo, so that the two sums simply add up (the hi sum is a multiple
+ * of 2^shift below 2^(24 + shift): still exact in float32).
+ */
+function parts(weight: number, precision: PassPrecision): number[] {
+  if (precision.dtype === 'int32') return [weight];
+  const lo = weight & (2 ** precision.shift - 1);
+  return [weight - lo, lo];
+}
+
+/** Output columns `[first, first + outputs)` of the horizontal pass and the source columns they read. */
+export interface ColumnGroup {
+  /** First source column read, and how many. */
+  start: number;
+  count: number;
+  /**
+   * `[3 * count, parts * 3 * outputs]`, row (source column, channel), column (part, output column, channel): the
+   * group's coefficients spread over the interleaved RGB of a pixel row (zero across channels).
+   */
+  matrix: Float32Array | Int32Array;
 }
 
 /** Both passes' coefficients for one (source size, target size) pair. */
@@ -72,22 +124,100 @@ export interface ResizeWeights {
   srcWidth: number;
   height: number;
   width: number;
-  /** Vertical pass, `[height, srcHeight]`; undefined when the height does not change (Pillow skips the pass). */
-  rows?: Int32Array;
-  /** Horizontal pass, transposed: `[srcWidth, width]`; undefined when the width does not change. */
-  columns?: Int32Array;
+  /** Vertical pass, `[parts * height, srcHeight]` (parts stacked); undefined when the height does not change. */
+  rows?: { precision: PassPrecision; matrix: Float32Array | Int32Array };
+  /** Horizontal pass by groups of equally many output columns; undefined when the width does not change. */
+  columns?: { precision: PassPrecision; groups: ColumnGroup[] };
+  /** Bytes held by the coefficient arrays (the cache's cost). */
+  bytes: number;
 }
 
-export function resizeWeights(srcHeight: number, srcWidth: number, height: number, width: number): ResizeWeights {
-  return {
-    srcHeight,
-    srcWidth,
-    height,
-    width,
-    rows: srcHeight === height ? undefined : bilinearCoefficients(srcHeight, height),
-    columns: srcWidth === width ? undefined : transposeCoefficients(bilinearCoefficients(srcWidth, width), srcWidth, width),
-  };
+/**
+ * Coefficients of both passes. `columnGroups` (a divisor of `width`) overrides the number of column groups chosen
+ * by cost: one group reads every source column for every output (a dense product), more read narrower bands.
+ */
+export function resizeWeights(
+  srcHeight: number, srcWidth: number, height: number, width: number, columnGroups?: number,
+): ResizeWeights {
+  const rows = srcHeight === height ? undefined : rowWeights(srcHeight, height);
+  const columns = srcWidth === width ? undefined : columnWeights(srcHeight, srcWidth, width, columnGroups);
+  const bytes = (rows?.matrix.byteLength ?? 0) + (columns?.groups.reduce((n, g) => n + g.matrix.byteLength, 0) ?? 0);
+  return { srcHeight, srcWidth, height, width, rows, columns, bytes };
 }
+
+function rowWeights(inSize: number, outSize: number): NonNullable<ResizeWeights['rows']> {
+  const coefficients = bilinearCoefficients(inSize, outSize);
+  const precision = passPrecision(coefficients, inSize, outSize);
+  const partCount = precision.dtype === 'int32' ? 1 : 2;
+  const matrix = precision.dtype === 'int32' ? coefficients : new Float32Array(partCount * outSize * inSize);
+  if (precision.dtype === 'float32') {
+    coefficients.forEach((w, i) => parts(w, precision).forEach((v, p) => { matrix[p * outSize * inSize + i] = v; }));
+  }
+  return { precision, matrix };
+}
+
+function columnWeights(
+  srcHeight: number, inSize: number, outSize: number, groupCount?: number,
+): NonNullable<ResizeWeights['columns']> {
+  const coefficients = bilinearCoefficients(inSize, outSize);
+  const precision = passPrecision(coefficients, inSize, outSize);
+  const partCount = precision.dtype === 'int32' ? 1 : 2;
+  // Source columns each output reads (Pillow's taps form one run per output, ascending with the output).
+  const first = new Int32Array(outSize);
+  const end = new Int32Array(outSize);
+  for (let out = 0; out < outSize; out++) {
+    const row = coefficients.subarray(out * inSize, (out + 1) * inSize);
+    first[out] = row.findIndex((w) => w !== 0);
+    end[out] = first[out];
+    for (let i = first[out]; i < inSize; i++) if (row[i] !== 0) end[out] = i + 1;
+  }
+  const bands = (groups: number) => {
+    const size = outSize / groups;
+    return Array.from({ length: groups }, (_, g) => ({ out: g * size, start: first[g * size], end: end[g * size + size - 1] }));
+  };
+  if (groupCount !== undefined && !(Number.isInteger(groupCount) && groupCount > 0 && outSize % groupCount === 0)) {
+    throw new RangeError(`column groups must divide the width ${outSize}, got ${groupCount}`);
+  }
+  const cost = (groups: number) => groupCost(bands(groups), srcHeight, inSize, outSize);
+  const count = groupCount ?? divisors(outSize).reduce((best, g) => (cost(g) < cost(best) ? g : best), 1);
+  const outputs = outSize / count;
+  const groups = bands(count).map(({ out, start, end }): ColumnGroup => {
+    const width = partCount * 3 * outputs;
+    const matrix = precision.dtype === 'int32' ? new Int32Array(3 * (end - start) * width) : new Float32Array(3 * (end - start) * width);
+    for (let o = 0; o < outputs; o++) {
+      for (let i = start; i < end; i++) {
+        parts(coefficients[(out + o) * inSize + i], precision).forEach((v, p) => {
+          for (let c = 0; c < 3; c++) matrix[(3 * (i - start) + c) * width + p * 3 * outputs + 3 * o + c] = v;
+        });
+      }
+    }
+    return { start, count: end - start, matrix };
+  });
+  return { precision, groups };
+}
+
+function divisors(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
+}
+
+/**
+ * Estimated time of a horizontal pass split into `bands`, in units of one float32 multiply-add: the products, the
+ * copy of each band out of the rows (none for one band over the whole row), and a fixed cost per group and row
+ * band (its ops). The constants were fitted with bench/preprocess.ts on the 2-core target.
+ */
+function groupCost(bands: { start: number; end: number }[], srcHeight: number, inSize: number, outSize: number): number {
+  const outputsPerGroup = outSize / bands.length;
+  const rowBands = Math.ceil(srcHeight / bandRows(inSize));
+  let cost = 0;
+  for (const { start, end } of bands) {
+    const read = 3 * (end - start);
+    const copied = end - start < inSize ? read : 0;
+    cost += srcHeight * (read * 2 * 3 * outputsPerGroup + COPY_COST * copied) + GROUP_COST * rowBands;
+  }
+  return cost;
+}
+const COPY_COST = 10;
+const GROUP_COST = 7e6;
 
 /**
  * Pillow's bilinear resize of RGB pixels int32 `[srcHeight, srcWidth, 3]` (values 0..255) to int32
@@ -101,33 +231,55 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
   }
   const { height, width, rows, columns } = weights;
   return tf.tidy(() => {
-    const columnWeights = columns && tf.tensor2d(columns, [srcWidth, width], 'int32');
-    // Horizontal pass in bands of rows, each disposed before the next, so a large upload is never copied whole.
-    const bandRows = Math.max(1, Math.floor(BAND_VALUES / (3 * srcWidth)));
-    const bands: Tensor2D[] = [];
-    for (let top = 0; top < srcHeight; top += bandRows) {
-      const count = Math.min(bandRows, srcHeight - top);
-      bands.push(tf.tidy(() => {
-        // Channel-major rows [3 * count, srcWidth], so that the pass is one plain 2-D product.
-        let planes = tf.transpose(tf.slice(pixels, [top, 0, 0], [count, srcWidth, 3]), [2, 0, 1]).reshape([3 * count, srcWidth]) as Tensor2D;
-        if (columnWeights) planes = roundPass(tf, tf.matMul(planes, columnWeights));
-        // [3, count, width] -> [count, 3 * width]: rows first for the vertical pass.
-        return tf.transpose(planes.reshape([3, count, width]), [1, 0, 2]).reshape([count, 3 * width]) as Tensor2D;
-      }));
+    let lines = pixels.reshape([srcHeight, 3 * srcWidth]) as Tensor2D;
+    if (columns) {
+      // In bands of rows, each disposed before the next, so a large upload is never copied whole.
+      const step = bandRows(srcWidth);
+      const bands: Tensor2D[] = [];
+      for (let top = 0; top < srcHeight; top += step) {
+        const count = Math.min(step, srcHeight - top);
+        bands.push(tf.tidy(() => horizontalPass(tf, tf.slice(lines, [top, 0], [count, 3 * srcWidth]), srcWidth, columns)));
+      }
+      lines = bands.length === 1 ? bands[0] : tf.concat(bands, 0);
     }
-    let lines = bands.length === 1 ? bands[0] : tf.concat(bands, 0);
     if (rows) {
-      lines = roundPass(tf, tf.matMul(tf.tensor2d(rows, [height, srcHeight], 'int32'), lines));
+      const { precision, matrix } = rows;
+      const partCount = precision.dtype === 'int32' ? 1 : 2;
+      const sums = tf.matMul(tf.tensor2d(matrix, [partCount * height, srcHeight], precision.dtype), tf.cast(lines, precision.dtype));
+      lines = roundPass(tf, combineParts(tf, sums.reshape([partCount, height, 3 * width]), 0, precision)) as Tensor2D;
     }
-    return tf.transpose(lines.reshape([height, 3, width]), [0, 2, 1]) as Tensor3D;
+    return lines.reshape([height, width, 3]) as Tensor3D;
   });
 }
 
-/** Values per band of the horizontal pass (4 Mi int32 values: 16 MiB per temporary copy). */
-const BAND_VALUES = 2 ** 22;
+/** Rows per band of the horizontal pass: 4 Mi values, 16 MiB per temporary copy. */
+function bandRows(srcWidth: number): number {
+  return Math.max(1, Math.floor(2 ** 22 / (3 * srcWidth)));
+}
 
-/** Pillow's clip8: (sum + 2^21) >> 22, clipped to 0..255. */
-function roundPass(tf: Tf, sums: Tensor2D): Tensor2D {
+/** int32 rows `[n, 3 * srcWidth]` of interleaved RGB -> rounded int32 `[n, 3 * width]`. */
+function horizontalPass(tf: Tf, lines: Tensor2D, srcWidth: number, columns: NonNullable<ResizeWeights['columns']>): Tensor2D {
+  const { precision, groups } = columns;
+  const n = lines.shape[0];
+  const input = tf.cast(lines, precision.dtype);
+  const sums = groups.map(({ start, count, matrix }) => {
+    const band = count === srcWidth ? input : tf.slice(input, [0, 3 * start], [n, 3 * count]);
+    return tf.matMul(band, tf.tensor2d(matrix, [3 * count, matrix.length / (3 * count)], precision.dtype));
+  });
+  const all = sums.length === 1 ? sums[0] : tf.concat(sums, 1);
+  // Columns are (group, part, output, channel): combining over the part axis leaves (output, channel) in order.
+  const partCount = precision.dtype === 'int32' ? 1 : 2;
+  const combined = combineParts(tf, all.reshape([n, groups.length, partCount, -1]), 2, precision);
+  return roundPass(tf, combined).reshape([n, -1]) as Tensor2D;
+}
+
+/** The exact int32 sums from the parts' sums along `axis` (their total would round in float32). */
+function combineParts(tf: Tf, sums: Tensor, axis: number, precision: PassPrecision): Tensor {
+  return precision.dtype === 'int32' ? tf.squeeze(sums, [axis]) : tf.sum(tf.cast(sums, 'int32'), axis);
+}
+
+/** Pillow's clip8: (sum + 2^21) >> 22, clipped to 0..255 (sums are never negative). */
+function roundPass(tf: Tf, sums: Tensor): Tensor {
   const shifted = tf.floorDiv(tf.add(sums, tf.scalar(2 ** (PRECISION_BITS - 1), 'int32')), tf.scalar(2 ** PRECISION_BITS, 'int32'));
-  return tf.clipByValue(shifted, 0, 255) as Tensor2D;
+  return tf.minimum(shifted, tf.scalar(255, 'int32'));
 }

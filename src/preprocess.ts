@@ -33,7 +33,7 @@ export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Te
     const cached = cache.get(key);
     if (cached) return cached;
     const weights = resizeWeights(srcHeight, srcWidth, height, width);
-    cache.set(key, weights, (weights.rows?.byteLength ?? 0) + (weights.columns?.byteLength ?? 0));
+    cache.set(key, weights, weights.bytes);
     return weights;
   };
   return (pixels) =>

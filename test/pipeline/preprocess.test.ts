@@ -5,6 +5,7 @@ import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeImage } from '../../src/decode';
+import { resizeWeights } from '../../src/pil-resize';
 import { createPreprocessor, LruCache } from '../../src/preprocess';
 import { tf } from '../helpers/runtime';
 import { IMAGES, pipelineReference, type PipelineEntry, type PipelineSpec } from './reference';
@@ -122,8 +123,9 @@ test('LruCache: bounded by total cost, least recently used evicted first, oversi
 });
 
 test('one preprocessor serves many source sizes, beyond its cache size, with the same results', async () => {
-  // Room for one source size's weights only: (8 x 10 + 12 x 8) int32 values = 704 bytes.
-  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD, cacheBytes: 704 });
+  // Room for one source size's weights only.
+  const cacheBytes = Math.max(resizeWeights(10, 12, 8, 8).bytes, resizeWeights(30, 7, 8, 8).bytes);
+  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD, cacheBytes });
   const sizes: [number, number][] = [[10, 12], [30, 7], [10, 12]];
   const outputs = sizes.map(([h, w]) => {
     const pixels = tf.tidy(() => tf.range(0, h * w * 3, 1, 'int32').mod(256).toInt().reshape([h, w, 3]) as Tensor3D);
