@@ -235,10 +235,13 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
     if (columns) {
       // In bands of rows, each disposed before the next, so a large upload is never copied whole.
       const step = bandRows(srcWidth);
+      // Uploaded once per call and shared by the bands (not cached: no tensor outlives the call).
+      const matrices = columns.groups.map(({ count, matrix }) =>
+        tf.tensor2d(matrix, [3 * count, matrix.length / (3 * count)], columns.precision.dtype));
       const bands: Tensor2D[] = [];
       for (let top = 0; top < srcHeight; top += step) {
         const count = Math.min(step, srcHeight - top);
-        bands.push(tf.tidy(() => horizontalPass(tf, tf.slice(lines, [top, 0], [count, 3 * srcWidth]), srcWidth, columns)));
+        bands.push(tf.tidy(() => horizontalPass(tf, tf.slice(lines, [top, 0], [count, 3 * srcWidth]), srcWidth, columns, matrices)));
       }
       lines = bands.length === 1 ? bands[0] : tf.concat(bands, 0);
     }
@@ -257,14 +260,16 @@ function bandRows(srcWidth: number): number {
   return Math.max(1, Math.floor(2 ** 22 / (3 * srcWidth)));
 }
 
-/** int32 rows `[n, 3 * srcWidth]` of interleaved RGB -> rounded int32 `[n, 3 * width]`. */
-function horizontalPass(tf: Tf, lines: Tensor2D, srcWidth: number, columns: NonNullable<ResizeWeights['columns']>): Tensor2D {
+/** int32 rows `[n, 3 * srcWidth]` of interleaved RGB -> rounded int32 `[n, 3 * width]`; `matrices` as tensors. */
+function horizontalPass(
+  tf: Tf, lines: Tensor2D, srcWidth: number, columns: NonNullable<ResizeWeights['columns']>, matrices: Tensor2D[],
+): Tensor2D {
   const { precision, groups } = columns;
   const n = lines.shape[0];
   const input = tf.cast(lines, precision.dtype);
-  const sums = groups.map(({ start, count, matrix }) => {
+  const sums = groups.map(({ start, count }, g) => {
     const band = count === srcWidth ? input : tf.slice(input, [0, 3 * start], [n, 3 * count]);
-    return tf.matMul(band, tf.tensor2d(matrix, [3 * count, matrix.length / (3 * count)], precision.dtype));
+    return tf.matMul(band, matrices[g]);
   });
   const all = sums.length === 1 ? sums[0] : tf.concat(sums, 1);
   // Columns are (group, part, output, channel): combining over the part axis leaves (output, channel) in order.

@@ -1,7 +1,7 @@
 // Pillow-exact bilinear resize: the tf-op implementation against Pillow itself on awkward synthetic sizes, bit for bit.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bilinearCoefficients, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/pil-resize';
+import { bilinearCoefficients, passPrecision, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/pil-resize';
 import { tf } from '../helpers/runtime';
 import { pillowResize, type ResizeCase } from './reference';
 
@@ -39,6 +39,9 @@ const CASES: ResizeCase[] = [
   makeCase('to-1x1', [17, 23], [1, 1]),
   // Constant 255: the integer weights of a row may sum past 2^22, so this exercises the clip to 255.
   makeCase('white-clip', [333, 517], [64, 64], 255),
+  // Downscales by 2000: no float32 split is exact, so these passes multiply in int32.
+  makeCase('int32-wide', [3, 4000], [3, 2]),
+  makeCase('int32-tall', [4000, 4], [2, 4]),
 ];
 
 test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR)', () => {
@@ -59,6 +62,48 @@ test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR)', () =
     output.dispose();
   }
   assert.is(tf.memory().numTensors, before, 'no tensor leaked');
+});
+
+test('each pass picks float32 parts where exact, int32 beyond; every column grouping gives the same bits', () => {
+  assert.is(resizeWeights(683, 1024, 64, 64).columns!.precision.dtype, 'float32');
+  assert.is(resizeWeights(683, 1024, 64, 64).rows!.precision.dtype, 'float32');
+  assert.is(resizeWeights(3, 4000, 3, 2).columns!.precision.dtype, 'int32');
+  assert.is(resizeWeights(4000, 4, 2, 4).rows!.precision.dtype, 'int32');
+  const expected = pillowResize(CASES);
+  const before = tf.memory().numTensors;
+  for (const [name, groupings] of [['photo-1024x683', [1, 2, 64]], ['factor-47', [1, 64]], ['odd-upscale-224', [7, 224]], ['int32-wide', [2]]] as const) {
+    const c = CASES.find((k) => k.name === name)!;
+    const [h, w] = c.shape;
+    const input = tf.tensor3d(Int32Array.from(c.pixels), [h, w, 3], 'int32');
+    for (const groups of groupings) {
+      const weights = resizeWeights(h, w, c.size[0], c.size[1], groups);
+      assert.is(weights.columns!.groups.length, groups);
+      const output = resizeBilinearPil(tf, input, weights);
+      const actual = output.dataSync();
+      output.dispose();
+      const firstDiff = expected.get(name)!.findIndex((v, i) => v !== actual[i]);
+      assert.is(firstDiff, -1, `${name} in ${groups} column groups: first difference at flat index ${firstDiff}`);
+    }
+    input.dispose();
+  }
+  assert.is(tf.memory().numTensors, before, 'no tensor leaked');
+  assert.throws(() => resizeWeights(683, 1024, 64, 64, 3), (e: unknown) => e instanceof RangeError && /divide the width 64, got 3/.test(e.message));
+});
+
+test('passPrecision: float32 only when both parts of every row, times 255, sum below 2^24', () => {
+  for (const [inSize, outSize] of [[1024, 64], [3264, 64], [2400, 2], [7, 64], [4000, 2]]) {
+    const matrix = bilinearCoefficients(inSize, outSize);
+    const { dtype, shift } = passPrecision(matrix, inSize, outSize);
+    let worst = 0;
+    for (let row = 0; row < outSize; row++) {
+      const taps = Array.from(matrix.subarray(row * inSize, (row + 1) * inSize));
+      const hi = taps.reduce((a, w) => a + Math.floor(w / 2 ** shift), 0);
+      const lo = taps.reduce((a, w) => a + (w % 2 ** shift), 0);
+      worst = Math.max(worst, 255 * hi, 255 * lo);
+    }
+    if (dtype === 'float32') assert.ok(worst < 2 ** 24, `${inSize}->${outSize}: split at ${shift} reaches ${worst}`);
+    assert.is(dtype, inSize === 4000 ? 'int32' : 'float32', `${inSize}->${outSize}`);
+  }
 });
 
 test('coefficients: non-negative rows summing to 2^22 within the rounding of each tap', () => {
