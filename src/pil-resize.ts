@@ -9,9 +9,9 @@
 //
 // As tf ops each pass is a matrix product. float32 products are several times faster than int32 ones on the
 // native backend (TensorFlow's float GEMM is vectorised, its int32 one is not), and they are exact as long as every
-// partial sum is an integer below 2^24: so each coefficient is split into hi * 2^shift + lo, the two parts are
-// multiplied separately in float32, and the two sums are recombined in int32 (where sum < 2^31 holds since
-// 255 * 2^22 < 2^31). Only when no split keeps both sums below 2^24 (a downscale by several hundred) does a pass
+// partial sum is an integer below 2^24 (in units of its smallest bit): so each coefficient is split into bit
+// ranges, the parts are multiplied separately in float32, and their sums are added in int32 (exact: every total is
+// below 255 * 2^22 < 2^31). Only when no split keeps the sums below 2^24 (a downscale by thousands) does a pass
 // multiply in int32 directly. The horizontal pass works on rows of interleaved RGB (no transpose of the image) and
 // only on the band of source columns each group of output columns reads.
 import type { Tensor, Tensor2D, Tensor3D } from '@tensorflow/tfjs-node';
@@ -63,47 +63,54 @@ function triangle(x: number): number {
   return a < 1 ? 1 - a : 0;
 }
 
-/** How a pass's coefficients are multiplied: float32 parts hi * 2^shift + lo, or whole in int32. */
+/**
+ * How a pass's coefficients are multiplied: in float32 as the sum of bit-range parts (`lowBits` holds each part's
+ * lowest bit, most significant part first), or whole in int32 (`lowBits` [0], one part).
+ */
 export interface PassPrecision {
   dtype: 'float32' | 'int32';
-  /** Bit position of the split (float32 only). */
-  shift: number;
+  lowBits: number[];
 }
 
 /** Largest integer float32 sums reach exactly (every partial sum below it is exact). */
 const FLOAT_EXACT = 2 ** 24;
+/**
+ * Significant bits per part: 11 keeps every part exact in TensorFloat-32 too (10 stored mantissa bits), which
+ * TensorFlow uses for float32 products on recent NVIDIA GPUs (tfjs-node-gpu) unless told otherwise.
+ */
+const PART_BITS = 11;
 
 /**
- * A split of `matrix` `[outSize, inSize]` whose two parts, times any 8-bit samples, sum below 2^24 in every row
- * (so float32 products are exact), else int32.
+ * The fewest parts (the top one bits 11..21, the lower 11 bits split evenly) for which every part of every row of
+ * `matrix` `[outSize, inSize]`, times 8-bit samples, sums below 2^24 in units of its lowest bit, so float32 products
+ * are exact; else int32 (only for downscales by thousands).
  */
 export function passPrecision(matrix: Int32Array, inSize: number, outSize: number): PassPrecision {
-  const hiSums = new Float64Array(outSize);
-  const loSums = new Float64Array(outSize);
-  // Low shifts leave the hi part too large, high ones the lo part: the first that works is as good as any.
-  for (let shift = 1; shift < PRECISION_BITS; shift++) {
-    hiSums.fill(0);
-    loSums.fill(0);
-    const mask = 2 ** shift - 1;
-    for (let out = 0; out < outSize; out++) {
-      for (let i = out * inSize; i < (out + 1) * inSize; i++) {
-        hiSums[out] += matrix[i] >> shift;
-        loSums[out] += matrix[i] & mask;
+  for (let partCount = 2; partCount <= PART_BITS + 1; partCount++) {
+    const lowBits = [PART_BITS, ...Array.from({ length: partCount - 1 }, (_, p) => Math.floor((PART_BITS * (partCount - 2 - p)) / (partCount - 1)))];
+    const fits = lowBits.every((low, p) => {
+      const high = p === 0 ? 31 : lowBits[p - 1];
+      for (let out = 0; out < outSize; out++) {
+        let sum = 0;
+        for (let i = out * inSize; i < (out + 1) * inSize; i++) sum += partOf(matrix[i], low, high) / 2 ** low;
+        if (255 * sum >= FLOAT_EXACT) return false;
       }
-    }
-    if (hiSums.every((s, o) => 255 * Math.max(s, loSums[o]) < FLOAT_EXACT)) return { dtype: 'float32', shift };
+      return true;
+    });
+    if (fits) return { dtype: 'float32', lowBits };
   }
-  return { dtype: 'int32', shift: 0 };
+  return { dtype: 'int32', lowBits: [0] };
 }
 
-/**
- * The parts of one coefficient: (hi << shift) and lo, so that the two sums simply add up (the hi sum is a multiple
- * of 2^shift below 2^(24 + shift): still exact in float32).
- */
+/** Bits low..high-1 of a non-negative weight, in place (a multiple of 2^low), so the parts' sums simply add up. */
+function partOf(weight: number, low: number, high: number): number {
+  return (weight % 2 ** high) - (weight % 2 ** low);
+}
+
+/** The parts of one coefficient, most significant first. */
 function parts(weight: number, precision: PassPrecision): number[] {
-  if (precision.dtype === 'int32') return [weight];
-  const lo = weight & (2 ** precision.shift - 1);
-  return [weight - lo, lo];
+  const { lowBits } = precision;
+  return lowBits.map((low, p) => partOf(weight, low, p === 0 ? 31 : lowBits[p - 1]));
 }
 
 /** Output columns `[first, first + outputs)` of the horizontal pass and the source columns they read. */
@@ -148,8 +155,7 @@ export function resizeWeights(
 function rowWeights(inSize: number, outSize: number): NonNullable<ResizeWeights['rows']> {
   const coefficients = bilinearCoefficients(inSize, outSize);
   const precision = passPrecision(coefficients, inSize, outSize);
-  const partCount = precision.dtype === 'int32' ? 1 : 2;
-  const matrix = precision.dtype === 'int32' ? coefficients : new Float32Array(partCount * outSize * inSize);
+  const matrix = precision.dtype === 'int32' ? coefficients : new Float32Array(precision.lowBits.length * outSize * inSize);
   if (precision.dtype === 'float32') {
     coefficients.forEach((w, i) => parts(w, precision).forEach((v, p) => { matrix[p * outSize * inSize + i] = v; }));
   }
@@ -161,7 +167,7 @@ function columnWeights(
 ): NonNullable<ResizeWeights['columns']> {
   const coefficients = bilinearCoefficients(inSize, outSize);
   const precision = passPrecision(coefficients, inSize, outSize);
-  const partCount = precision.dtype === 'int32' ? 1 : 2;
+  const partCount = precision.lowBits.length;
   // Source columns each output reads (Pillow's taps form one run per output, ascending with the output).
   const first = new Int32Array(outSize);
   const end = new Int32Array(outSize);
@@ -178,7 +184,7 @@ function columnWeights(
   if (groupCount !== undefined && !(Number.isInteger(groupCount) && groupCount > 0 && outSize % groupCount === 0)) {
     throw new RangeError(`column groups must divide the width ${outSize}, got ${groupCount}`);
   }
-  const cost = (groups: number) => groupCost(bands(groups), srcHeight, inSize, outSize);
+  const cost = (groups: number) => groupCost(bands(groups), srcHeight, inSize, outSize, partCount);
   const count = groupCount ?? divisors(outSize).reduce((best, g) => (cost(g) < cost(best) ? g : best), 1);
   const outputs = outSize / count;
   const groups = bands(count).map(({ out, start, end }): ColumnGroup => {
@@ -205,14 +211,16 @@ function divisors(n: number): number[] {
  * copy of each band out of the rows (none for one band over the whole row), and a fixed cost per group and row
  * band (its ops). The constants were fitted with bench/preprocess.ts on the 2-core target.
  */
-function groupCost(bands: { start: number; end: number }[], srcHeight: number, inSize: number, outSize: number): number {
+function groupCost(
+  bands: { start: number; end: number }[], srcHeight: number, inSize: number, outSize: number, partCount: number,
+): number {
   const outputsPerGroup = outSize / bands.length;
   const rowBands = Math.ceil(srcHeight / bandRows(inSize));
   let cost = 0;
   for (const { start, end } of bands) {
     const read = 3 * (end - start);
     const copied = end - start < inSize ? read : 0;
-    cost += srcHeight * (read * 2 * 3 * outputsPerGroup + COPY_COST * copied) + GROUP_COST * rowBands;
+    cost += srcHeight * (read * partCount * 3 * outputsPerGroup + COPY_COST * copied) + GROUP_COST * rowBands;
   }
   return cost;
 }
@@ -247,9 +255,9 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
     }
     if (rows) {
       const { precision, matrix } = rows;
-      const partCount = precision.dtype === 'int32' ? 1 : 2;
+      const partCount = precision.lowBits.length;
       const sums = tf.matMul(tf.tensor2d(matrix, [partCount * height, srcHeight], precision.dtype), tf.cast(lines, precision.dtype));
-      lines = roundPass(tf, combineParts(tf, sums.reshape([partCount, height, 3 * width]), 0, precision)) as Tensor2D;
+      lines = roundPass(tf, combineParts(tf, sums.reshape([partCount, height, 3 * width]), 0)) as Tensor2D;
     }
     return lines.reshape([height, width, 3]) as Tensor3D;
   });
@@ -273,14 +281,13 @@ function horizontalPass(
   });
   const all = sums.length === 1 ? sums[0] : tf.concat(sums, 1);
   // Columns are (group, part, output, channel): combining over the part axis leaves (output, channel) in order.
-  const partCount = precision.dtype === 'int32' ? 1 : 2;
-  const combined = combineParts(tf, all.reshape([n, groups.length, partCount, -1]), 2, precision);
+  const combined = combineParts(tf, all.reshape([n, groups.length, precision.lowBits.length, -1]), 2);
   return roundPass(tf, combined).reshape([n, -1]) as Tensor2D;
 }
 
 /** The exact int32 sums from the parts' sums along `axis` (their total would round in float32). */
-function combineParts(tf: Tf, sums: Tensor, axis: number, precision: PassPrecision): Tensor {
-  return precision.dtype === 'int32' ? tf.squeeze(sums, [axis]) : tf.sum(tf.cast(sums, 'int32'), axis);
+function combineParts(tf: Tf, sums: Tensor, axis: number): Tensor {
+  return tf.sum(tf.cast(sums, 'int32'), axis);
 }
 
 /** Pillow's clip8: (sum + 2^21) >> 22, clipped to 0..255 (sums are never negative). */

@@ -39,9 +39,9 @@ const CASES: ResizeCase[] = [
   makeCase('to-1x1', [17, 23], [1, 1]),
   // Constant 255: the integer weights of a row may sum past 2^22, so this exercises the clip to 255.
   makeCase('white-clip', [333, 517], [64, 64], 255),
-  // Downscales by 2000: no float32 split is exact, so these passes multiply in int32.
-  makeCase('int32-wide', [3, 4000], [3, 2]),
-  makeCase('int32-tall', [4000, 4], [2, 4]),
+  // Downscales by 100000: no float32 split is exact, so these passes multiply in int32.
+  makeCase('int32-wide', [3, 100_000], [3, 1]),
+  makeCase('int32-tall', [100_000, 2], [1, 2]),
 ];
 
 test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR)', () => {
@@ -67,11 +67,11 @@ test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR)', () =
 test('each pass picks float32 parts where exact, int32 beyond; every column grouping gives the same bits', () => {
   assert.is(resizeWeights(683, 1024, 64, 64).columns!.precision.dtype, 'float32');
   assert.is(resizeWeights(683, 1024, 64, 64).rows!.precision.dtype, 'float32');
-  assert.is(resizeWeights(3, 4000, 3, 2).columns!.precision.dtype, 'int32');
-  assert.is(resizeWeights(4000, 4, 2, 4).rows!.precision.dtype, 'int32');
+  assert.is(resizeWeights(3, 100_000, 3, 1).columns!.precision.dtype, 'int32');
+  assert.is(resizeWeights(100_000, 2, 1, 2).rows!.precision.dtype, 'int32');
   const expected = pillowResize(CASES);
   const before = tf.memory().numTensors;
-  for (const [name, groupings] of [['photo-1024x683', [1, 2, 64]], ['factor-47', [1, 64]], ['odd-upscale-224', [7, 224]], ['int32-wide', [2]]] as const) {
+  for (const [name, groupings] of [['photo-1024x683', [1, 2, 64]], ['factor-47', [1, 64]], ['odd-upscale-224', [7, 224]], ['int32-wide', [1]]] as const) {
     const c = CASES.find((k) => k.name === name)!;
     const [h, w] = c.shape;
     const input = tf.tensor3d(Int32Array.from(c.pixels), [h, w, 3], 'int32');
@@ -90,19 +90,29 @@ test('each pass picks float32 parts where exact, int32 beyond; every column grou
   assert.throws(() => resizeWeights(683, 1024, 64, 64, 3), (e: unknown) => e instanceof RangeError && /divide the width 64, got 3/.test(e.message));
 });
 
-test('passPrecision: float32 only when both parts of every row, times 255, sum below 2^24', () => {
-  for (const [inSize, outSize] of [[1024, 64], [3264, 64], [2400, 2], [7, 64], [4000, 2]]) {
+test('passPrecision: float32 parts of at most 11 significant bits (TF32-exact) whose row sums x 255 stay below 2^24', () => {
+  for (const [inSize, outSize, partCount] of [[1024, 64, 2], [7, 64, 2], [3264, 64, 3], [4000, 2, 4], [100_000, 1, 1]]) {
     const matrix = bilinearCoefficients(inSize, outSize);
-    const { dtype, shift } = passPrecision(matrix, inSize, outSize);
-    let worst = 0;
+    const { dtype, lowBits } = passPrecision(matrix, inSize, outSize);
+    assert.is(dtype, partCount === 1 ? 'int32' : 'float32', `${inSize}->${outSize}`);
+    assert.is(lowBits.length, partCount, `${inSize}->${outSize} parts`);
+    if (dtype === 'int32') continue;
     for (let row = 0; row < outSize; row++) {
-      const taps = Array.from(matrix.subarray(row * inSize, (row + 1) * inSize));
-      const hi = taps.reduce((a, w) => a + Math.floor(w / 2 ** shift), 0);
-      const lo = taps.reduce((a, w) => a + (w % 2 ** shift), 0);
-      worst = Math.max(worst, 255 * hi, 255 * lo);
+      const sums = lowBits.map(() => 0);
+      for (const w of matrix.subarray(row * inSize, (row + 1) * inSize)) {
+        let rest = w;
+        lowBits.forEach((low, p) => {
+          const units = Math.floor(rest / 2 ** low); // this part, in units of its lowest bit
+          rest -= units * 2 ** low;
+          let significant = units;
+          while (significant > 0 && significant % 2 === 0) significant /= 2;
+          assert.ok(significant < 2 ** 11, `${inSize}->${outSize}: weight ${w} part ${p} has ${units}`);
+          sums[p] += units;
+        });
+        assert.is(rest, 0);
+      }
+      assert.ok(Math.max(...sums) * 255 < 2 ** 24, `${inSize}->${outSize} row ${row}: part sums ${sums}`);
     }
-    if (dtype === 'float32') assert.ok(worst < 2 ** 24, `${inSize}->${outSize}: split at ${shift} reaches ${worst}`);
-    assert.is(dtype, inSize === 4000 ? 'int32' : 'float32', `${inSize}->${outSize}`);
   }
 });
 
