@@ -87,31 +87,46 @@ const PART_BITS = 11;
  * left for downscales by about 100000.
  */
 export function passPrecision(matrix: Int32Array, inSize: number, outSize: number): PassPrecision {
+  const { first, end } = tapRuns(matrix, inSize, outSize);
   for (let partCount = 2; partCount <= PART_BITS + 1; partCount++) {
     const lowBits = [PART_BITS, ...Array.from({ length: partCount - 1 }, (_, p) => Math.floor((PART_BITS * (partCount - 2 - p)) / (partCount - 1)))];
-    const fits = lowBits.every((low, p) => {
-      const high = p === 0 ? 31 : lowBits[p - 1];
-      for (let out = 0; out < outSize; out++) {
-        let sum = 0;
-        for (let i = out * inSize; i < (out + 1) * inSize; i++) sum += partOf(matrix[i], low, high) / 2 ** low;
-        if (255 * sum >= FLOAT_EXACT) return false;
+    const sums = new Float64Array(partCount);
+    let fits = true;
+    for (let out = 0; out < outSize && fits; out++) {
+      sums.fill(0);
+      for (let i = out * inSize + first[out]; i < out * inSize + end[out]; i++) {
+        for (let p = 0; p < partCount; p++) sums[p] += partOf(matrix[i], lowBits, p) >> lowBits[p];
       }
-      return true;
-    });
+      fits = sums.every((sum) => 255 * sum < FLOAT_EXACT);
+    }
     if (fits) return { dtype: 'float32', lowBits };
   }
   return { dtype: 'int32', lowBits: [0] };
 }
 
-/** Bits low..high-1 of a non-negative weight, in place (a multiple of 2^low), so the parts' sums simply add up. */
-function partOf(weight: number, low: number, high: number): number {
-  return (weight % 2 ** high) - (weight % 2 ** low);
+/**
+ * Part `p` of a non-negative weight: its bits from lowBits[p] up to the next part's, in place (a multiple of
+ * 2^lowBits[p]), so the parts' sums simply add up.
+ */
+function partOf(weight: number, lowBits: number[], p: number): number {
+  const upTo = p === 0 ? weight : weight & ((1 << lowBits[p - 1]) - 1);
+  return upTo - (weight & ((1 << lowBits[p]) - 1));
 }
 
-/** The parts of one coefficient, most significant first. */
-function parts(weight: number, precision: PassPrecision): number[] {
-  const { lowBits } = precision;
-  return lowBits.map((low, p) => partOf(weight, low, p === 0 ? 31 : lowBits[p - 1]));
+/** Where each row's non-zero taps lie: `[first[o], end[o])` (Pillow's taps form one run per output). */
+function tapRuns(matrix: Int32Array, inSize: number, outSize: number): { first: Int32Array; end: Int32Array } {
+  const first = new Int32Array(outSize);
+  const end = new Int32Array(outSize);
+  for (let out = 0; out < outSize; out++) {
+    const row = out * inSize;
+    let i = 0;
+    while (i < inSize - 1 && matrix[row + i] === 0) i++;
+    first[out] = i;
+    let j = inSize;
+    while (j > i + 1 && matrix[row + j - 1] === 0) j--;
+    end[out] = j;
+  }
+  return { first, end };
 }
 
 /** Output columns `[first, first + outputs)` of the horizontal pass and the source columns they read. */
@@ -156,9 +171,14 @@ export function resizeWeights(
 function rowWeights(inSize: number, outSize: number): NonNullable<ResizeWeights['rows']> {
   const coefficients = bilinearCoefficients(inSize, outSize);
   const precision = passPrecision(coefficients, inSize, outSize);
-  const matrix = precision.dtype === 'int32' ? coefficients : new Float32Array(precision.lowBits.length * outSize * inSize);
-  if (precision.dtype === 'float32') {
-    coefficients.forEach((w, i) => parts(w, precision).forEach((v, p) => { matrix[p * outSize * inSize + i] = v; }));
+  if (precision.dtype === 'int32') return { precision, matrix: coefficients };
+  const { lowBits } = precision;
+  const matrix = new Float32Array(lowBits.length * outSize * inSize);
+  const { first, end } = tapRuns(coefficients, inSize, outSize);
+  for (let out = 0; out < outSize; out++) {
+    for (let i = out * inSize + first[out]; i < out * inSize + end[out]; i++) {
+      for (let p = 0; p < lowBits.length; p++) matrix[p * outSize * inSize + i] = partOf(coefficients[i], lowBits, p);
+    }
   }
   return { precision, matrix };
 }
@@ -168,16 +188,10 @@ function columnWeights(
 ): NonNullable<ResizeWeights['columns']> {
   const coefficients = bilinearCoefficients(inSize, outSize);
   const precision = passPrecision(coefficients, inSize, outSize);
-  const partCount = precision.lowBits.length;
-  // Source columns each output reads (Pillow's taps form one run per output, ascending with the output).
-  const first = new Int32Array(outSize);
-  const end = new Int32Array(outSize);
-  for (let out = 0; out < outSize; out++) {
-    const row = coefficients.subarray(out * inSize, (out + 1) * inSize);
-    first[out] = row.findIndex((w) => w !== 0);
-    end[out] = first[out];
-    for (let i = first[out]; i < inSize; i++) if (row[i] !== 0) end[out] = i + 1;
-  }
+  const { lowBits } = precision;
+  const partCount = lowBits.length;
+  // The runs ascend with the output, so a group reads from its first output's start to its last one's end.
+  const { first, end } = tapRuns(coefficients, inSize, outSize);
   const bands = (groups: number) => {
     const size = outSize / groups;
     return Array.from({ length: groups }, (_, g) => ({ out: g * size, start: first[g * size], end: end[g * size + size - 1] }));
@@ -188,17 +202,19 @@ function columnWeights(
   const cost = (groups: number) => groupCost(bands(groups), srcHeight, inSize, outSize, partCount);
   const count = groupCount ?? divisors(outSize).reduce((best, g) => (cost(g) < cost(best) ? g : best), 1);
   const outputs = outSize / count;
-  const groups = bands(count).map(({ out, start, end }): ColumnGroup => {
+  const groups = bands(count).map(({ out, start, end: stop }): ColumnGroup => {
     const width = partCount * 3 * outputs;
-    const matrix = precision.dtype === 'int32' ? new Int32Array(3 * (end - start) * width) : new Float32Array(3 * (end - start) * width);
+    const matrix = precision.dtype === 'int32' ? new Int32Array(3 * (stop - start) * width) : new Float32Array(3 * (stop - start) * width);
     for (let o = 0; o < outputs; o++) {
-      for (let i = start; i < end; i++) {
-        parts(coefficients[(out + o) * inSize + i], precision).forEach((v, p) => {
+      const row = (out + o) * inSize;
+      for (let i = first[out + o]; i < end[out + o]; i++) {
+        for (let p = 0; p < partCount; p++) {
+          const v = precision.dtype === 'int32' ? coefficients[row + i] : partOf(coefficients[row + i], lowBits, p);
           for (let c = 0; c < 3; c++) matrix[(3 * (i - start) + c) * width + p * 3 * outputs + 3 * o + c] = v;
-        });
+        }
       }
     }
-    return { start, count: end - start, matrix };
+    return { start, count: stop - start, matrix };
   });
   return { precision, groups };
 }
