@@ -190,11 +190,15 @@ function columnWeights(
   const precision = passPrecision(coefficients, inSize, outSize);
   const { lowBits } = precision;
   const partCount = lowBits.length;
-  // The runs ascend with the output, so a group reads from its first output's start to its last one's end.
+  // A group of outputs reads the union of their runs of taps.
   const { first, end } = tapRuns(coefficients, inSize, outSize);
   const bands = (groups: number) => {
     const size = outSize / groups;
-    return Array.from({ length: groups }, (_, g) => ({ out: g * size, start: first[g * size], end: end[g * size + size - 1] }));
+    return Array.from({ length: groups }, (_, g) => ({
+      out: g * size,
+      start: first.subarray(g * size, (g + 1) * size).reduce((a, b) => Math.min(a, b)),
+      end: end.subarray(g * size, (g + 1) * size).reduce((a, b) => Math.max(a, b)),
+    }));
   };
   if (groupCount !== undefined && !(Number.isInteger(groupCount) && groupCount > 0 && outSize % groupCount === 0)) {
     throw new RangeError(`column groups must divide the width ${outSize}, got ${groupCount}`);
