@@ -24,7 +24,7 @@ $(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
 
 # Debian packages for the exporter and the Python reference pipelines.
 $(STAMPS)/python: | $(STAMPS)
-	@if ! $(PYTHON) -c 'import torch, torchvision, onnx, PIL, numpy' 2>/dev/null; then \
+	@if ! $(PYTHON) -c 'import torch, torchvision, onnx, PIL, numpy' 2>/dev/null || [ ! -d /usr/share/libonnx-testdata ]; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 	    python3-torch python3-torchvision python3-onnx python3-pil python3-numpy libonnx-testdata; \
 	fi
@@ -81,7 +81,7 @@ serve: setup build
 	MODEL_DIR='$(MODEL_DIR)' node dist/src/main.js
 
 # The test command README gives: type-check, then every uvu suite on the native backend.
-test: $(STAMPS)/npm $(STAMPS)/python setup-gpu
+test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/flask setup-gpu
 	npx tsc -p tsconfig.json --noEmit
 	npx uvu -r tsx/cjs test '\.test\.ts$$'
 
