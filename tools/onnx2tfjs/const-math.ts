@@ -29,9 +29,15 @@ function strides(shape: number[]): number[] {
 /** out axis i = in axis perm[i] (numpy.transpose). */
 export function transposeConst(t: ConstTensor, perm: number[]): ConstTensor {
   if (isIdentity(perm)) return t;
-  const shape = perm.map((p) => t.shape[p]);
   const inStrides = strides(t.shape);
-  const srcStride = perm.map((p) => inStrides[p]);
+  return walkStrided(t, perm.map((p) => t.shape[p]), perm.map((p) => inStrides[p]));
+}
+
+/**
+ * A new tensor of `shape` whose element at index i (row-major) is `t.data[sum(i_d * srcStride[d])]`: the one walk
+ * behind transposes (permuted strides) and broadcasts (stride 0 on broadcast axes).
+ */
+function walkStrided(t: ConstTensor, shape: number[], srcStride: number[]): ConstTensor {
   const n = size(shape);
   const out = t.dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
   const idx = new Array<number>(shape.length).fill(0);
@@ -46,7 +52,7 @@ export function transposeConst(t: ConstTensor, perm: number[]): ConstTensor {
       idx[d] = 0;
     }
   }
-  return { dtype: t.dtype, shape, data: out };
+  return { dtype: t.dtype, shape: [...shape], data: out };
 }
 
 /** Numpy broadcasting of two shapes; symbolic dims broadcast against 1 and are assumed equal to each other. */
@@ -68,22 +74,7 @@ export function broadcastDims(a: Dim[], b: Dim[], where: string): Dim[] {
 export function broadcastTo(t: ConstTensor, shape: number[]): ConstTensor {
   if (t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i])) return t;
   const padded = [...new Array(shape.length - t.shape.length).fill(1), ...t.shape];
-  const inStrides = strides(padded).map((s, i) => (padded[i] === 1 ? 0 : s));
-  const n = size(shape);
-  const out = t.dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
-  const idx = new Array<number>(shape.length).fill(0);
-  let src = 0;
-  for (let k = 0; k < n; k++) {
-    out[k] = t.data[src];
-    for (let d = shape.length - 1; d >= 0; d--) {
-      idx[d]++;
-      src += inStrides[d];
-      if (idx[d] < shape[d]) break;
-      src -= inStrides[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
-  return { dtype: t.dtype, shape: [...shape], data: out };
+  return walkStrided(t, shape, strides(padded).map((s, i) => (padded[i] === 1 ? 0 : s)));
 }
 
 /** Elementwise binary op with broadcasting; float results are rounded to float32 like the runtime would. */
