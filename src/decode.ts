@@ -118,11 +118,19 @@ async function decodeWebp(tf: Tf, bytes: Uint8Array): Promise<Tensor3D> {
   await webpReady;
   let image: { width: number; height: number; data: Uint8ClampedArray };
   try {
-    image = await decodeWebpWasm(bytes.slice().buffer);
+    image = await decodeWebpWasm(ownArrayBuffer(bytes));
   } catch (err) {
     throw corrupt('webp', 'libwebp could not decode it', err);
   }
   return rgbaToRgb(tf, image.data, image.width, image.height);
+}
+
+/**
+ * Exactly these bytes in an ArrayBuffer of their own. A small Buffer is a view into Node's shared 8 KiB pool, so
+ * its `.buffer` holds other allocations (other uploads) around it.
+ */
+function ownArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
 /** RGBA bytes -> int32 [H, W, 3], alpha dropped as PIL's convert('RGB') does (no compositing). */

@@ -109,6 +109,25 @@ test('animated GIF: the first frame only, identical to the first of all frames',
   tf.dispose([decoded.pixels, frames, first]);
 });
 
+test('every decoder reads only its view: bytes inside a larger buffer (as Node pools small uploads) decode as their own copy', async () => {
+  const files = ['formats/subsample-420.jpg', 'formats/rgb.png', 'formats/single.gif', 'formats/rgb24.bmp', 'formats/rgb.tiff',
+    'formats/lossy.webp', 'formats/rgba.webp', 'formats/tiny-7x5.png'];
+  for (const file of files) {
+    const own = read(file);
+    // Another valid image of the same family sits before the view, so reading from the buffer's start goes wrong quietly.
+    const before = read(file.endsWith('lossy.webp') ? 'formats/rgba.webp' : 'formats/lossy.webp');
+    const shared = new Uint8Array(before.length + own.length + 977).fill(0x5a);
+    shared.set(before);
+    shared.set(own, before.length);
+    // A Buffer, as uploads arrive: its slice() is a view too, unlike Uint8Array's.
+    const view = Buffer.from(shared.buffer, before.length, own.length);
+    const [a, b] = [await decodeImage(tf, own, OPTIONS), await decodeImage(tf, view, OPTIONS)];
+    assert.equal(b.pixels.shape, a.pixels.shape, file);
+    assert.ok(Buffer.from(b.pixels.dataSync().buffer).equals(Buffer.from(a.pixels.dataSync().buffer)), `${file}: same pixels from a view`);
+    tf.dispose([a.pixels, b.pixels]);
+  }
+});
+
 /**
  * formats/single.gif (GIF87a, 640x480 frame, global palette) with a different screen size, the frame moved, and
  * optionally a graphic control extension that marks `transparent` as the transparent index.

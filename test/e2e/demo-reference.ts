@@ -1,0 +1,81 @@
+// The end-to-end suites' shared set-up: the converted demo model served over HTTP, and the original demo's PyTorch
+// answers (reference_predict.py) on the very checkpoint the model was converted from.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as assert from 'uvu/assert';
+import { createApp } from '../../src/app';
+import { loadPipeline } from '../../src/pipeline';
+import { healthInfo, runtimeHealth } from '../../src/routes/health';
+import { convertedDemoModel, memoryLogger, serve } from '../helpers/app';
+import { info, tf } from '../helpers/runtime';
+
+const ROOT = path.join(__dirname, '../..');
+export const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+/** Probabilities closer than this are a tie whose order float rounding may flip. */
+const TIE = 1e-4;
+
+export interface Prediction {
+  label: string;
+  probability: number;
+}
+
+export interface DemoServer {
+  url: string;
+  /** PyTorch's softmax over every class for each file, in the order given. */
+  reference(files: string[]): number[][];
+  close(): Promise<void>;
+}
+
+/** Serves the converted demo model on an ephemeral port, the way main.ts wires it. */
+export async function serveDemoModel(): Promise<DemoServer> {
+  const modelDir = convertedDemoModel();
+  // The demo checkpoint is byte-identical on every run, so the reference rebuilds the one the model came from.
+  const checkpoint = path.join(path.dirname(modelDir), 'reference-best.pth');
+  execFileSync(PYTHON, [path.join(ROOT, 'tools/demo_checkpoint.py'), '--out', checkpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const meta = JSON.parse(readFileSync(path.join(modelDir, 'metadata.json'), 'utf8')) as { source: { sha256: string } };
+  assert.is(createHash('sha256').update(readFileSync(checkpoint)).digest('hex'), meta.source.sha256, 'reference checkpoint is the converted one');
+
+  const { model, pipeline } = await loadPipeline(tf, modelDir, { maxPixels: 36_000_000, honourExif: false });
+  const app = createApp({
+    config: { topk: 3, maxUploadBytes: 20 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 60_000 },
+    logger: memoryLogger(),
+    ready: { pipeline, health: healthInfo(model, runtimeHealth(info)) },
+  });
+  const server = await serve(app.koa.callback());
+  return {
+    url: server.url,
+    reference(files) {
+      const script = path.join(__dirname, 'reference_predict.py');
+      const out = execFileSync(PYTHON, [script, '--checkpoint', checkpoint, ...files], { maxBuffer: 64 << 20 }).toString();
+      const { files: rows } = JSON.parse(out) as { files: { file: string; probabilities: number[] }[] };
+      assert.equal(rows.map((r) => r.file), files, 'one reference row per file, in order');
+      return rows.map((r) => r.probabilities);
+    },
+    async close() {
+      await server.close();
+      model.dispose();
+    },
+  };
+}
+
+/**
+ * Asserts that `got` is PyTorch's top-3: the same labels (except where PyTorch itself has a tie with the next
+ * class) and probabilities within 1e-4. Returns the largest probability difference.
+ */
+export function assertTop3(got: Prediction[], probabilities: number[], name: string): number {
+  const ranked = probabilities.map((p, i) => ({ label: String(i), probability: p })).sort((a, b) => b.probability - a.probability);
+  assert.is(got.length, 3, name);
+  let worst = 0;
+  for (let rank = 0; rank < 3; rank++) {
+    const want = ranked[rank];
+    if (want.probability - ranked[rank + 1].probability > TIE) {
+      assert.is(got[rank].label, want.label, `${name}: rank ${rank + 1} label (reference ${JSON.stringify(ranked.slice(0, 4))})`);
+    }
+    const diff = Math.abs(got[rank].probability - probabilities[Number(got[rank].label)]);
+    worst = Math.max(worst, diff);
+    assert.ok(diff <= 1e-4, `${name}: rank ${rank + 1} probability ${got[rank].probability} vs PyTorch ${probabilities[Number(got[rank].label)]}`);
+  }
+  return worst;
+}
