@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}\n${USAGE}`);
-  const images = resolve(ROOT, '../shared/images');
+  const images = resolve(ROOT, 'test/fixtures/images');
   const photos = positionals.length > 0 ? positionals
     : readdirSync(images).filter((f) => /\.(jpe?g|png)$/i.test(f)).sort().map((f) => join(images, f));
   const { tf } = loadRuntime({ device: 'cpu' });

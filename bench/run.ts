@@ -20,7 +20,7 @@ const USAGE = `Usage: npx tsx bench/run.ts [options]
   --only <list>        parts to run, of ceiling,ours,flask,ort (default all)
   --model-dir <dir>    converted model (default model_tfjs)
   --convert-dir <dir>  where make convert left model.onnx and export.json (default .cache/convert)
-  --images <dir>       photos, *.jpg and *.png (default ../shared/images)
+  --images <dir>       photos, *.jpg and *.png (default test/fixtures/images)
   --python <path>      interpreter with torch, torchvision and flask (default /usr/bin/python3)
   --out <file>         markdown report (default docs/benchmark.md)`;
 
@@ -68,7 +68,7 @@ function readOptions(argv: string[]): Options {
     only: new Set(only),
     modelDir: path.resolve(ROOT, values['model-dir'] ?? 'model_tfjs'),
     convertDir: path.resolve(ROOT, values['convert-dir'] ?? '.cache/convert'),
-    images: path.resolve(ROOT, values.images ?? '../shared/images'),
+    images: path.resolve(ROOT, values.images ?? 'test/fixtures/images'),
     python: values.python ?? '/usr/bin/python3',
     out: path.resolve(ROOT, values.out ?? 'docs/benchmark.md'),
   };

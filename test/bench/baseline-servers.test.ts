@@ -8,9 +8,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadUploads, post, type Upload } from '../../bench/load';
 import { freePort, ServerProcess } from '../../bench/server-process';
+import { image } from '../helpers/fixtures';
 
 const ROOT = path.resolve(__dirname, '../..');
-const PHOTO = path.resolve(ROOT, '../shared/images/p01-sunset.jpg');
+const PHOTO = image('p01-sunset.jpg');
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 
 interface Running {

@@ -4,15 +4,14 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { postImage } from '../helpers/app';
+import { IMAGES } from '../helpers/fixtures';
 import { tf } from '../helpers/runtime';
 import { assertTop3, serveDemoModel, type Prediction } from './demo-reference';
-
-const IMAGES = process.env.TEST_IMAGES ?? path.join(__dirname, '../../../shared/images');
 
 const PHOTOS = readdirSync(IMAGES).filter((f) => /^p\d+.*\.(jpg|png)$/.test(f)).sort().map((f) => path.join(IMAGES, f));
 
 test('every photo: top-3 labels and probabilities equal PyTorch on the same checkpoint', async () => {
-  assert.ok(PHOTOS.length >= 35, `expected the 35 shared photos in ${IMAGES}, found ${PHOTOS.length}`);
+  assert.ok(PHOTOS.length >= 35, `expected the 35 photos in ${IMAGES}, found ${PHOTOS.length}`);
   const tensorsBefore = tf.memory().numTensors;
   const server = await serveDemoModel();
   let worst = 0;

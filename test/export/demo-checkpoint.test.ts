@@ -7,11 +7,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { IMAGES } from '../helpers/fixtures';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 const DEMO = path.join(ROOT, 'tools/demo_checkpoint.py');
-const IMAGES = path.resolve(ROOT, '../shared/images');
 const run = promisify(execFile);
 
 // Loads the checkpoint as the original server did and ranks classes for each photo (PIL resize, ImageNet norm).

@@ -8,7 +8,7 @@ const ROOT = resolve(__dirname, '../..');
 const SCRIPT = join(ROOT, 'tools/reference_preprocess.py');
 const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 
-export const IMAGES = process.env.TEST_IMAGES ?? resolve(ROOT, '../shared/images');
+export { IMAGES } from '../helpers/fixtures';
 
 export interface PipelineSpec {
   size: [number, number];

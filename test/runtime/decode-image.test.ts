@@ -4,10 +4,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { IMAGES } from '../helpers/fixtures';
 import { tf } from '../helpers/runtime';
 
-// The shared photos sit beside the repository (TEST_IMAGES overrides, as in test/pipeline/reference.ts).
-const IMAGES = process.env.TEST_IMAGES ?? path.resolve(__dirname, '../../../shared/images');
 const CASES = [
   { file: 'p07-robin.jpg', format: 'jpeg' },
   { file: 'formats/progressive.jpg', format: 'jpeg' },

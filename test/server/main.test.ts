@@ -6,6 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { serve, tempDir, writeTinyModel } from '../helpers/app';
+import { image } from '../helpers/fixtures';
 
 const ROOT = path.join(__dirname, '../..');
 const MAIN = path.join(ROOT, 'src/main.ts');
@@ -70,7 +71,7 @@ test('SIGTERM: stops accepting, answers every accepted request, disposes and exi
   const server = start(['--port', '0', '--model-dir', dir]);
   const { url } = (await server.logged('listening (model loading)')) as { url: string };
   await server.logged('ready');
-  const bytes = readFileSync('/work/shared/images/p10-mountains-large.jpg');
+  const bytes = readFileSync(image('p10-mountains-large.jpg'));
   const replies = Array.from({ length: 5 }, () => post(url, bytes));
   // Once one is answered, all five connections have been accepted; the rest are still queued or running.
   let done = 0;
