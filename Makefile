@@ -22,20 +22,34 @@ $(STAMPS)/npm: package.json package-lock.json | $(STAMPS)
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
-# Debian packages for the exporter and the Python reference pipelines.
+# Root installs Debian packages directly, anyone else through sudo; each install says what it adds and why first.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# $(call apt_install,PACKAGES,WHY)
+define apt_install
+echo "Installing Debian packages: $(1)" && echo "  why: $(2)$(if $(SUDO), (through sudo))" && \
+$(SUDO) apt-get update -q && \
+$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(1)
+endef
+
+# Debian's PyTorch stack for the exporter (`make convert`, and `make serve` when there is no model yet).
 $(STAMPS)/python: | $(STAMPS)
-	@if ! $(PYTHON) -c 'import torch, torchvision, onnx, PIL, numpy' 2>/dev/null || [ ! -d /usr/share/libonnx-testdata ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    python3-torch python3-torchvision python3-onnx python3-pil python3-numpy libonnx-testdata; \
+	@if ! $(PYTHON) -c 'import torch, torchvision, onnx, PIL, numpy' 2>/dev/null; then \
+	  $(call apt_install,python3-torch python3-torchvision python3-onnx python3-pil python3-numpy,make convert exports the checkpoint to ONNX with PyTorch); \
 	fi
 	touch $@
 deps-python: $(STAMPS)/python
 
+# Test-only: ONNX's official operator test cases (the converter's conformance suite).
+$(STAMPS)/onnx-testdata: | $(STAMPS)
+	@if [ ! -d /usr/share/libonnx-testdata ]; then \
+	  $(call apt_install,libonnx-testdata,make test runs ONNX's official operator cases against the converter); \
+	fi
+	touch $@
+
 # What building the native addon needs: pip (only downloads the TensorFlow wheel), a C++ compiler and make.
 $(STAMPS)/native-tools: | $(STAMPS)
 	@if ! { $(PYTHON) -m pip --version && command -v g++ && command -v make; } >/dev/null 2>&1; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    python3-pip g++ make; \
+	  $(call apt_install,python3-pip g++ make,make setup downloads the TensorFlow wheel with pip and compiles the native addon); \
 	fi
 	touch $@
 
@@ -81,20 +95,23 @@ serve: setup build
 	MODEL_DIR='$(MODEL_DIR)' node dist/src/main.js
 
 # The test command README gives: type-check, then every uvu suite on the native backend.
-test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/flask setup-gpu
+test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask setup-gpu
 	npx tsc -p tsconfig.json --noEmit
 	npx uvu -r tsx/cjs test '\.test\.ts$$'
 
-# Flask for the benchmark's replica of the original server (bench/flask_server.py).
+# Flask for the benchmark's replica of the original server (bench/flask_server.py) and its smoke test.
 $(STAMPS)/flask: | $(STAMPS)
 	@if ! $(PYTHON) -c 'import flask' 2>/dev/null; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-flask; \
+	  $(call apt_install,python3-flask,the benchmark and its test run a replica of the original Flask server); \
 	fi
 	touch $@
 
 # Side by side in one run: ours, the Flask original and plain onnxruntime-node; prints and writes docs/benchmark.md.
-bench: convert build setup $(STAMPS)/python $(STAMPS)/flask
-	npx tsx bench/run.ts --model-dir $(MODEL_DIR) --convert-dir $(CONVERT_DIR) --python $(PYTHON)
+# It converts CHECKPOINT (or the demo model) into a folder of its own, so MODEL_DIR is never touched.
+BENCH_DIR := .cache/bench
+bench: build setup $(STAMPS)/python $(STAMPS)/flask
+	$(MAKE) --no-print-directory convert MODEL_DIR=$(BENCH_DIR)/model_tfjs CONVERT_DIR=$(BENCH_DIR)/convert
+	npx tsx bench/run.ts --model-dir $(BENCH_DIR)/model_tfjs --convert-dir $(BENCH_DIR)/convert --python $(PYTHON)
 
 clean:
 	rm -rf dist .cache
