@@ -14,7 +14,7 @@ export interface Ready {
   health: HealthInfo;
 }
 
-export type AppConfig = Pick<Config, 'topk' | 'maxUploadBytes' | 'maxInFlight' | 'requestTimeoutMs'>;
+export type AppConfig = Pick<Config, 'topk' | 'maxUploadBytes' | 'maxInFlight' | 'requestTimeoutMs' | 'compat'>;
 
 export interface AppDeps {
   config: AppConfig;
@@ -70,7 +70,7 @@ export function createApp(deps: AppDeps): App {
 
   const koa = new Koa();
   koa.use(accessLog(logger, state));
-  koa.use(errorMiddleware(logger));
+  koa.use(errorMiddleware(logger, { compatPaths: deps.config.compat ? ['/predict'] : [] }));
   koa.use(router.routes());
   koa.use((ctx) => {
     throw new ServiceError(404, 'not_found', `No endpoint ${ctx.method} ${ctx.path}; this service answers POST /predict and GET /health.`);

@@ -25,6 +25,8 @@ export interface Config {
   /** Time given to in-flight requests on SIGTERM/SIGINT before connections are cut. */
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  /** Answer POST /predict errors as the original Flask demo did: 200 and {"success": false}. */
+  compat: boolean;
 }
 
 type Kind = { type: 'int'; min: number; max: number } | { type: 'enum'; values: readonly string[] } | { type: 'string' } | { type: 'bool' };
@@ -57,6 +59,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request, and for a queued prediction to start (then 503 overloaded)' },
   { key: 'maxInFlight', flag: 'max-in-flight', env: 'MAX_IN_FLIGHT', kind: int(1, 100000), default: '32', help: 'prediction requests held at once (uploading, queued, running); more get 503 overloaded with Retry-After' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', kind: int(0), default: '30000', help: 'on SIGTERM/SIGINT, time for accepted requests to finish before connections are cut' },
+  { key: 'compat', flag: 'compat', env: 'COMPAT', kind: { type: 'bool' }, default: 'false', help: 'answer POST /predict errors as the original demo did: status 200 and exactly {"success": false} (the error code in the X-Error-Code header)' },
   { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', help: 'log lines (JSON on stderr) at this level and above' },
 ];
 

@@ -102,10 +102,11 @@ function uploadError(err: unknown, maxBytes: number): ServiceError {
   switch (code) {
     case 'LIMIT_FILE_SIZE':
       return new ServiceError(413, 'file_too_large', `The upload is larger than the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES); send a smaller file.`, { cause: err });
-    case 'LIMIT_UNEXPECTED_FILE':
     case 'LIMIT_FILE_COUNT':
+      return new ServiceError(400, 'bad_request', `The form holds more than one file: send one picture per request, in field "${FIELD}".`, { cause: err });
+    case 'LIMIT_UNEXPECTED_FILE':
       return field === FIELD
-        ? new ServiceError(400, 'bad_request', `Send exactly one file in field "${FIELD}".`, { cause: err })
+        ? new ServiceError(400, 'bad_request', `The form holds more than one file: send one picture per request, in field "${FIELD}".`, { cause: err })
         : new ServiceError(400, 'bad_request', `Unexpected file field ${JSON.stringify(field)}: ${USAGE_HINT}.`, { cause: err });
     default:
       return typeof code === 'string' && code.startsWith('LIMIT_')

@@ -8,12 +8,12 @@ import { createApp } from '../../src/app';
 import type { Model } from '../../src/model';
 import { loadPipeline } from '../../src/pipeline';
 import { healthInfo, runtimeHealth } from '../../src/routes/health';
-import { memoryLogger, postImage, serve, tempDir, writeTinyModel } from '../helpers/app';
+import { appConfig, memoryLogger, postImage, serve, tempDir, writeTinyModel } from '../helpers/app';
+import { IMAGES } from '../helpers/fixtures';
 import { info, tf } from '../helpers/runtime';
 
 const ROOT = path.join(__dirname, '../..');
 const CLI = path.join(ROOT, 'src/cli/predict.ts');
-const IMAGES = '/work/shared/images';
 const SQUIRREL = path.join(IMAGES, 'p02-squirrel.jpg');
 const CANDIES = path.join(IMAGES, 'p17-candies.png');
 
@@ -49,7 +49,7 @@ test.before(async () => {
   const loaded = await loadPipeline(tf, dir, { maxPixels: 36_000_000, honourExif: false });
   model = loaded.model;
   const ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtimeHealth(info)) };
-  const app = createApp({ config: { topk: 3, maxUploadBytes: 4 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 }, logger: memoryLogger(), ready });
+  const app = createApp({ config: appConfig({ maxUploadBytes: 4 * 1024 * 1024 }), logger: memoryLogger(), ready });
   server = await serve(app.koa.callback());
 });
 

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { createApp } from '../../src/app';
 import { loadPipeline } from '../../src/pipeline';
 import { healthInfo, runtimeHealth } from '../../src/routes/health';
-import { convertedDemoModel, memoryLogger, serve } from '../helpers/app';
+import { appConfig, convertedDemoModel, memoryLogger, serve } from '../helpers/app';
 import { info, tf } from '../helpers/runtime';
 
 const ROOT = path.join(__dirname, '../..');
@@ -39,7 +39,7 @@ export async function serveDemoModel(): Promise<DemoServer> {
 
   const { model, pipeline } = await loadPipeline(tf, modelDir, { maxPixels: 36_000_000, honourExif: false });
   const app = createApp({
-    config: { topk: 3, maxUploadBytes: 20 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 60_000 },
+    config: appConfig({ requestTimeoutMs: 60_000 }),
     logger: memoryLogger(),
     ready: { pipeline, health: healthInfo(model, runtimeHealth(info)) },
   });

@@ -6,6 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { AppConfig } from '../../src/app';
+import { parseConfig } from '../../src/config';
 import type { ModelMetadata } from '../../src/model';
 import type { Logger, LogFields } from '../../src/logger';
 
@@ -95,6 +97,14 @@ export function writeTinyModel(dir: string, options: TinyModelOptions = {}): { d
   };
   writeMetadata(dir, metadata);
   return { dir, metadata, weights };
+}
+
+/** The app's configuration at the server's defaults (no flags, no env), with what a test overrides. */
+export function appConfig(overrides: Partial<AppConfig> = {}): AppConfig {
+  const parsed = parseConfig([], {});
+  if (parsed.help) throw new Error('parseConfig asked for help with no arguments');
+  const { topk, maxUploadBytes, maxInFlight, requestTimeoutMs, compat } = parsed.config;
+  return { topk, maxUploadBytes, maxInFlight, requestTimeoutMs, compat, ...overrides };
 }
 
 export function writeMetadata(dir: string, metadata: unknown): void {

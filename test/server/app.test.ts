@@ -9,13 +9,13 @@ import type { Model } from '../../src/model';
 import { createPipeline, loadPipeline } from '../../src/pipeline';
 import { createPreprocessor } from '../../src/preprocess';
 import { healthInfo, runtimeHealth } from '../../src/routes/health';
-import { memoryLogger, postImage, request, serve, tempDir, writeTinyModel, type TinyWeights } from '../helpers/app';
+import { appConfig, memoryLogger, postImage, request, serve, tempDir, writeTinyModel, type TinyWeights } from '../helpers/app';
+import { IMAGES } from '../helpers/fixtures';
 import { info, tf } from '../helpers/runtime';
 
-const IMAGES = '/work/shared/images';
 const photo = (name: string) => readFileSync(path.join(IMAGES, name));
 const CLASSES = 5;
-const config: AppConfig = { topk: 3, maxUploadBytes: 4 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 };
+const config: AppConfig = appConfig({ maxUploadBytes: 4 * 1024 * 1024, maxInFlight: 8 });
 const runtime = runtimeHealth(info);
 
 let model: Model;
@@ -194,6 +194,43 @@ test('no image field, another field, an empty file, a malformed body: 400 with w
     const crowded = await postImage(url, photo('p04-tree.jpg'), { fields: Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`f${i}`, 'x'])) });
     assert.is(crowded.status, 400);
     assert.equal(crowded.body, errorBody('bad_request', 'The form goes over a limit (Too many fields): send only the file field "image" and optionally "topk".'));
+  });
+});
+
+test('two files in one request: 400 saying to send one picture per request', async () => {
+  await withApp({}, async (url) => {
+    const want = errorBody('bad_request', 'The form holds more than one file: send one picture per request, in field "image".');
+    for (const second of ['image', 'other']) {
+      const form = new FormData();
+      form.append('image', new Blob([photo('p04-tree.jpg')]), 'a.jpg');
+      form.append(second, new Blob([photo('p07-robin.jpg')]), 'b.jpg');
+      const reply = await request(`${url}/predict`, { method: 'POST', body: form });
+      assert.is(reply.status, 400, `second file in "${second}"`);
+      assert.equal(reply.body, want, `second file in "${second}"`);
+    }
+  });
+});
+
+test('--compat: every POST /predict error is 200 {"success": false} with the code in X-Error-Code, as the original answered', async () => {
+  await withApp({ config: { ...config, compat: true } }, async (url) => {
+    const cases: [string, Promise<{ status: number; headers: Headers; body: unknown }>][] = [
+      ['missing_image', postImage(url, undefined)],
+      ['empty_file', postImage(url, new Uint8Array(0))],
+      ['unsupported_format', postImage(url, readFileSync(path.join(IMAGES, 'bad/text.png')))],
+      ['corrupt_image', postImage(url, readFileSync(path.join(IMAGES, 'bad/truncated.jpg')))],
+      ['bad_topk', postImage(url, photo('p04-tree.jpg'), { query: '?topk=0' })],
+    ];
+    for (const [code, pending] of cases) {
+      const reply = await pending;
+      assert.is(reply.status, 200, code);
+      assert.equal(reply.body, { success: false }, code);
+      assert.is(reply.headers.get('x-error-code'), code);
+    }
+    assertPredictions((await postImage(url, photo('p04-tree.jpg'))).body, await expectedPredictions(photo('p04-tree.jpg'), 3));
+    // Other routes keep their status: the original had none of them, so there is nothing to be compatible with.
+    const wrongMethod = await request(`${url}/predict`);
+    assert.is(wrongMethod.status, 405);
+    assert.is((await request(`${url}/nope`, { method: 'POST' })).status, 404);
   });
 });
 

@@ -38,6 +38,7 @@ test('defaults: port 5012 on localhost, model_tfjs, auto device, top-3', () => {
     maxInFlight: 32,
     shutdownGraceMs: 30_000,
     logLevel: 'info',
+    compat: false,
   });
 });
 

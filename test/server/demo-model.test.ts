@@ -6,7 +6,8 @@ import { createApp, type Ready } from '../../src/app';
 import type { Model } from '../../src/model';
 import { loadPipeline } from '../../src/pipeline';
 import { healthInfo, runtimeHealth } from '../../src/routes/health';
-import { convertedDemoModel, memoryLogger, postImage, request, serve } from '../helpers/app';
+import { appConfig, convertedDemoModel, memoryLogger, postImage, request, serve } from '../helpers/app';
+import { image } from '../helpers/fixtures';
 import { info, tf } from '../helpers/runtime';
 
 let model: Model;
@@ -17,7 +18,7 @@ test.before(async () => {
   const loaded = await loadPipeline(tf, convertedDemoModel(), { maxPixels: 36_000_000, honourExif: false });
   model = loaded.model;
   ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtimeHealth(info)) };
-  const app = createApp({ config: { topk: 3, maxUploadBytes: 20 * 1024 * 1024, maxInFlight: 8, requestTimeoutMs: 30_000 }, logger: memoryLogger(), ready });
+  const app = createApp({ config: appConfig(), logger: memoryLogger(), ready });
   server = await serve(app.koa.callback());
 });
 
@@ -40,11 +41,11 @@ test('health reports the demo ResNet18 as converted', async () => {
 
 test('/predict answers what the pipeline computes, for photos of every kind, without keeping tensors', async () => {
   const names = ['p01-sunset.jpg', 'p10-mountains-large.jpg', 'p19-coins.png', 'formats/rgba.png', 'formats/single.gif', 'formats/lossy.webp'];
-  const warm = await postImage(server.url, readFileSync(`/work/shared/images/${names[0]}`));
+  const warm = await postImage(server.url, readFileSync(image(names[0])));
   assert.is(warm.status, 200);
   const before = tf.memory().numTensors;
   for (const name of names) {
-    const bytes = readFileSync(`/work/shared/images/${name}`);
+    const bytes = readFileSync(image(name));
     const reply = await postImage(server.url, bytes);
     assert.is(reply.status, 200, name);
     const { predictions } = reply.body as { predictions: { label: string; probability: number }[] };
@@ -57,7 +58,7 @@ test('/predict answers what the pipeline computes, for photos of every kind, wit
 });
 
 test('topk up to the 102 classes; 103 is 400 bad_topk', async () => {
-  const bytes = readFileSync('/work/shared/images/p04-tree.jpg');
+  const bytes = readFileSync(image('p04-tree.jpg'));
   const all = await postImage(server.url, bytes, { fields: { topk: '102' } });
   assert.is(all.status, 200);
   const { predictions } = all.body as { predictions: { label: string; probability: number }[] };
