@@ -97,7 +97,7 @@ serve: setup build
 # The test command README gives: type-check, then every uvu suite on the native backend.
 test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask setup-gpu
 	npx tsc -p tsconfig.json --noEmit
-	npx uvu -r tsx/cjs test '\.test\.ts$$'
+	node -r tsx/cjs test/run.ts
 
 # Flask for the benchmark's replica of the original server (bench/flask_server.py) and its smoke test.
 $(STAMPS)/flask: | $(STAMPS)

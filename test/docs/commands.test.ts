@@ -17,7 +17,7 @@ const ELSEWHERE: Record<string, string> = {
   'make test': 'the test command itself: .ci/run runs it on a fresh clone',
   'make setup TF_SOURCE=npm': "tfjs-node's own download from Google's storage, which CI's network cannot reach",
   'make setup-gpu TF_SOURCE=npm': "tfjs-node-gpu's own download from Google's storage, which CI's network cannot reach",
-  'npx uvu -r tsx/cjs test/onnx2tfjs conformance': 'a part of make test',
+  'node -r tsx/cjs test/run.ts onnx2tfjs/conformance': 'a part of make test',
 };
 
 interface Snippet {
