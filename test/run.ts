@@ -11,8 +11,8 @@ const ROOT = __dirname;
 const TIMEOUT_MS = Number(process.env.TEST_TIMEOUT_MS ?? 600_000);
 if (!Number.isSafeInteger(TIMEOUT_MS) || TIMEOUT_MS < 1) throw new Error(`TEST_TIMEOUT_MS must be a positive integer, got ${process.env.TEST_TIMEOUT_MS}`);
 
-type Handler = (context: unknown) => unknown;
-type Test = Uvu.Test<Record<string, unknown>>;
+type Handler = Uvu.Callback;
+type Test = Uvu.Test;
 
 const problems: string[] = [];
 const registered = new Map<string, number>();
@@ -76,10 +76,20 @@ function guard(real: Test, label: string): Test {
   return wrapped;
 }
 
+/** The variables the service and its tools read: a developer's shell settings must not change what tests see. */
+function clearServiceEnvironment(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { OPTIONS } = require('../src/config') as typeof import('../src/config');
+  for (const name of [...OPTIONS.map((o) => o.env), 'TF_ENABLE_ONEDNN_OPTS', 'PREDICT_URL', 'CHECKPOINT', 'ARCH', 'LABELS', 'IMAGE_SIZE']) {
+    delete process.env[name];
+  }
+}
+
 async function main(): Promise<void> {
+  clearServiceEnvironment();
   (globalThis as { UVU_DEFER?: number }).UVU_DEFER = 1;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const uvu = require('uvu') as typeof Uvu & { exec(bail?: boolean): Promise<void> };
+  const uvu = require('uvu') as typeof Uvu;
   const realSuite = uvu.suite;
   const realTest = uvu.test;
   const files = testFiles(process.argv.slice(2));
