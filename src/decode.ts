@@ -109,13 +109,29 @@ async function viaJimp(tf: Tf, bytes: Uint8Array, format: ImageFormat): Promise<
 // The project's lib settings (ES2022, no DOM) leave out the WebAssembly global; this is the one call used.
 declare const WebAssembly: { compile(bytes: Uint8Array): Promise<object> };
 
-let webpReady: Promise<void> | undefined;
+/**
+ * `make()` run once and its result kept, unless it fails: a failed attempt is not cached, so the next call tries
+ * again (a passing fault must not disable a decoder for the life of the process).
+ */
+export function onceSucceeded<T>(make: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    pending ??= make().catch((err: unknown) => {
+      pending = undefined;
+      throw err;
+    });
+    return pending;
+  };
+}
 
-async function decodeWebp(tf: Tf, bytes: Uint8Array): Promise<Tensor3D> {
+const webpReady = onceSucceeded(() => {
   // The typings omit init's first parameter, the compiled module; in Node the .wasm must be handed over this way.
   const init = initWebpWasm as unknown as (module: object) => Promise<void>;
-  webpReady ??= WebAssembly.compile(readFileSync(require.resolve('@jsquash/webp/codec/dec/webp_dec.wasm'))).then(init);
-  await webpReady;
+  return WebAssembly.compile(readFileSync(require.resolve('@jsquash/webp/codec/dec/webp_dec.wasm'))).then(init);
+});
+
+async function decodeWebp(tf: Tf, bytes: Uint8Array): Promise<Tensor3D> {
+  await webpReady();
   let image: { width: number; height: number; data: Uint8ClampedArray };
   try {
     image = await decodeWebpWasm(ownArrayBuffer(bytes));

@@ -1,12 +1,13 @@
 // decodeImage: every bad upload refused with the right ServiceError and no leaked tensor; RGB rules, GIF, BMP, EXIF.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeImage, type DecodeOptions } from '../../src/decode';
+import { decodeImage, onceSucceeded, type DecodeOptions } from '../../src/decode';
 import { ServiceError } from '../../src/errors';
 import type { Tf } from '../../src/runtime';
+import { tempDir } from '../helpers/app';
 import { tf } from '../helpers/runtime';
 import { createPreprocessor } from '../../src/preprocess';
 import { IMAGES, pipelineReference } from './reference';
@@ -109,6 +110,18 @@ test('animated GIF: the first frame only, identical to the first of all frames',
   tf.dispose([decoded.pixels, frames, first]);
 });
 
+test('decoder set-up (the WebP wasm) runs once when it succeeds, and again after a failure', async () => {
+  let attempts = 0;
+  const ready = onceSucceeded(async () => {
+    attempts += 1;
+    if (attempts === 1) throw new Error('compile failed');
+    return attempts;
+  });
+  await ready().then(() => assert.unreachable('the first attempt fails'), (err: Error) => assert.is(err.message, 'compile failed'));
+  assert.equal([await ready(), await ready()], [2, 2]);
+  assert.is(attempts, 2, 'a success is kept');
+});
+
 test('every decoder reads only its view: bytes inside a larger buffer (as Node pools small uploads) decode as their own copy', async () => {
   const files = ['formats/subsample-420.jpg', 'formats/rgb.png', 'formats/single.gif', 'formats/rgb24.bmp', 'formats/rgb.tiff',
     'formats/lossy.webp', 'formats/rgba.webp', 'formats/tiny-7x5.png'];
@@ -155,8 +168,7 @@ test('GIF canvas as Pillow paints it: transparent pixels in their palette colour
     ['offset-transparent', gifVariant([700, 500], 41, 9, 0x20)],
     ['frame-past-screen', gifVariant([650, 470], 60, 20)],
   ];
-  const dir = join(__dirname, '../../.cache/pipeline-gif-variants');
-  mkdirSync(dir, { recursive: true });
+  const dir = tempDir('gif-variants');
   const files = variants.map(([name, bytes]) => {
     writeFileSync(join(dir, `${name}.gif`), bytes);
     return join(dir, `${name}.gif`);
