@@ -1,7 +1,7 @@
 // Test fixtures for the service: a tiny but real TF.js graph model on disk, an app on an ephemeral port, HTTP helpers.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -10,6 +10,7 @@ import type { AppConfig } from '../../src/app';
 import { parseConfig } from '../../src/config';
 import type { ModelMetadata } from '../../src/model';
 import type { Logger, LogFields } from '../../src/logger';
+import { cacheKey, PYTHON } from './cache';
 
 export interface TinyModelOptions {
   classes?: number;
@@ -111,8 +112,16 @@ export function writeMetadata(dir: string, metadata: unknown): void {
   writeFileSync(path.join(dir, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`);
 }
 
+let tempRoot: string | undefined;
+
+/** A new empty folder; every folder made here is removed when the test process exits, whatever the outcome. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+  if (!tempRoot) {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'torch-serve-node-tests-'));
+    process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+    tempRoot = root;
+  }
+  return mkdtempSync(path.join(tempRoot, `${prefix}-`));
 }
 
 /** A logger that keeps its lines for assertions instead of printing them. */
@@ -179,22 +188,19 @@ function conversionSources(): string[] {
 
 /**
  * The untrained demo ResNet18 (102 classes, 64x64) converted by the project's own tools, exactly as `make convert`
- * does with no best.pth; built once per version of the tools and cached under .cache/test-models/.
+ * does with no best.pth; built once per content of the tools and tool versions, cached under .cache/test-models/.
  * Uses Debian's interpreter (PYTHON, default /usr/bin/python3), which has torch and torchvision.
  */
 export function convertedDemoModel(): string {
-  const hash = createHash('sha256');
-  for (const file of conversionSources()) hash.update(file).update(readFileSync(file));
-  const dir = path.join(ROOT, '.cache/test-models', `demo-${hash.digest('hex').slice(0, 16)}`);
+  const dir = path.join(ROOT, '.cache/test-models', `demo-${cacheKey({ files: conversionSources() })}`);
   if (existsSync(path.join(dir, 'metadata.json'))) return dir;
   // Built beside its final place, so the last step is an atomic rename on one file system.
   mkdirSync(path.dirname(dir), { recursive: true });
   const work = mkdtempSync(`${dir}.tmp-`);
-  const python = process.env.PYTHON ?? '/usr/bin/python3';
   const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   try {
-    run(python, ['tools/demo_checkpoint.py', '--out', path.join(work, 'best.pth')]);
-    run(python, ['tools/export_onnx.py', '--checkpoint', path.join(work, 'best.pth'), '--demo', '--out', path.join(work, 'convert')]);
+    run(PYTHON, ['tools/demo_checkpoint.py', '--out', path.join(work, 'best.pth')]);
+    run(PYTHON, ['tools/export_onnx.py', '--checkpoint', path.join(work, 'best.pth'), '--demo', '--out', path.join(work, 'convert')]);
     const c = path.join(work, 'convert');
     run(process.execPath, ['-r', 'tsx/cjs', 'tools/onnx2tfjs/cli.ts', path.join(c, 'model.onnx'), '--export-info', path.join(c, 'export.json'), '--reference', path.join(c, 'reference.json'), '--out', path.join(work, 'model')]);
     renameSync(path.join(work, 'model'), dir);

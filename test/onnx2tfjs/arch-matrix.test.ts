@@ -1,19 +1,18 @@
 // Architecture matrix: seeded torchvision classifiers through ONNX and the converter must pass the parity gate
 // (batch 3 and batch 1) at 64x64 and 224x224. Exports are cached under .cache/onnx2tfjs/ keyed by arch, size,
-// opset and the fixture script's hash, so only the first run pays for PyTorch.
+// opset, the fixture script's content and the tool versions (test/helpers/cache.ts), so only the first run pays for PyTorch.
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { cacheKey, PYTHON } from '../helpers/cache';
 import { tf } from '../helpers/runtime';
 import { loadConverted } from './harness';
 import { convertOnnx } from '../../tools/onnx2tfjs/converter';
 import { checkParity, readReference } from '../../tools/onnx2tfjs/parity';
 import { readUnsupportedArchs } from '../../tools/onnx2tfjs/coverage';
 
-const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 const SCRIPT = path.join(__dirname, 'export-torchvision.py');
 const CACHE = path.join(__dirname, '..', '..', '.cache', 'onnx2tfjs');
 
@@ -36,11 +35,10 @@ const EXTRA: { arch: string; size: number; opset: number }[] = [
   { arch: 'swin_t', size: 224, opset: 14 },
 ];
 
-const scriptHash = createHash('sha256').update(readFileSync(SCRIPT)).digest('hex').slice(0, 8);
 
 /** The cached export folder, created by the fixture script on a miss (written to a temp name, then renamed). */
 function exportFor(arch: string, size: number, opset: number): string {
-  const dir = path.join(CACHE, `${arch}-${size}-op${opset}-${scriptHash}`);
+  const dir = path.join(CACHE, `${arch}-${size}-op${opset}-${cacheKey({ files: [SCRIPT] })}`);
   if (existsSync(path.join(dir, 'reference.json'))) return dir;
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });

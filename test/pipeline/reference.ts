@@ -1,12 +1,13 @@
 // Runs tools/reference_preprocess.py (Debian's torch, torchvision and Pillow) and caches its output under .cache/.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 const ROOT = resolve(__dirname, '../..');
 const SCRIPT = join(ROOT, 'tools/reference_preprocess.py');
-const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
+
+import { cacheKey, PYTHON } from '../helpers/cache';
 
 export { IMAGES } from '../helpers/fixtures';
 
@@ -28,11 +29,13 @@ export interface PipelineReference {
   tensor(entry: PipelineEntry & { ok: true }): Float32Array;
 }
 
-/** torchvision's Resize + ToTensor + Normalize for each file, computed once per spec (files keyed by path and size). */
+/** torchvision's Resize + ToTensor + Normalize for each file, computed once per spec and file contents. */
 export function pipelineReference(spec: PipelineSpec): PipelineReference {
-  const key = { spec, sizes: spec.files.map((f) => statSync(f).size) };
-  const dir = run('pipeline', key, () => spec);
+  const dir = run('pipeline', { spec }, () => spec, spec.files);
   const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { files: PipelineEntry[] };
+  if (index.files.length !== spec.files.length || index.files.some((e, i) => e.file !== spec.files[i])) {
+    throw new Error(`${join(dir, 'index.json')} does not list the ${spec.files.length} files asked for, in order`);
+  }
   return {
     entries: index.files,
     tensor: (entry) => {
@@ -64,12 +67,11 @@ export function pillowResize(cases: ResizeCase[]): Map<string, Uint8Array> {
 }
 
 /**
- * Runs the script once per key (and script version) into .cache/pipeline-reference/<hash>/; `writeSpec` may put
- * input files into that folder and returns the spec.
+ * Runs the script once per key, input file contents, script and tool versions into
+ * .cache/pipeline-reference/<hash>/; `writeSpec` may put input files into that folder and returns the spec.
  */
-function run(command: string, key: unknown, writeSpec: (dir: string) => object): string {
-  const hash = createHash('sha256').update(command).update(JSON.stringify(key)).update(readFileSync(SCRIPT)).digest('hex');
-  const dir = join(ROOT, '.cache/pipeline-reference', hash.slice(0, 16));
+function run(command: string, key: unknown, writeSpec: (dir: string) => object, inputs: string[] = []): string {
+  const dir = join(ROOT, '.cache/pipeline-reference', cacheKey({ text: [command, JSON.stringify(key)], files: [SCRIPT, ...inputs] }));
   if (existsSync(join(dir, 'done'))) return dir;
   mkdirSync(dir, { recursive: true });
   const specPath = join(dir, 'spec.json');
