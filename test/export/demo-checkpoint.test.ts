@@ -37,10 +37,13 @@ print(json.dumps({'keys': list(checkpoint), 'head': {k: list(v.shape) for k, v i
 
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-const test = suite<{ dir: string }>('demo checkpoint', { dir: '' });
+const test = suite<{ dir: string; checkpoint: string }>('demo checkpoint', { dir: '', checkpoint: '' });
 
-test.before((ctx) => {
+// One checkpoint for the tests that read it, so each test stands alone in any order.
+test.before(async (ctx) => {
   ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'demo-checkpoint-'));
+  ctx.checkpoint = path.join(ctx.dir, 'shared', 'best.pth');
+  await run(PYTHON, [DEMO, '--out', ctx.checkpoint]);
 });
 
 test.after((ctx) => {
@@ -54,11 +57,12 @@ test('two runs write the same bytes, whatever the file is called', async (ctx) =
   assert.match(stdout, /UNTRAINED DEMO MODEL/);
   await run(PYTHON, [DEMO, '--out', second]);
   assert.is(sha256(second), sha256(first));
+  assert.is(sha256(first), sha256(ctx.checkpoint));
   assert.equal(readdirSync(path.join(ctx.dir, 'a')), ['best.pth'], 'no temporary file left behind');
 });
 
 test("the original demo's format, and top-3 predictions that differ between photos", async (ctx) => {
-  const checkpoint = path.join(ctx.dir, 'a', 'best.pth');
+  const checkpoint = ctx.checkpoint;
   const photos = readdirSync(IMAGES).filter((f) => /^p\d\d-.*\.(jpg|png)$/.test(f)).slice(0, 12);
   assert.is(photos.length, 12);
   const { stdout } = await run(PYTHON, ['-c', INSPECT, checkpoint, ...photos.map((f) => path.join(IMAGES, f))]);
@@ -74,14 +78,14 @@ test("the original demo's format, and top-3 predictions that differ between phot
 });
 
 test('an output path that cannot be created is one line on stderr and exit status 1', async (ctx) => {
-  const blocker = path.join(ctx.dir, 'a', 'best.pth');
+  const blocker = ctx.checkpoint;
   const failure = await run(PYTHON, [DEMO, '--out', path.join(blocker, 'best.pth')]).then(
     () => undefined,
     (e: { code: number; stderr: string }) => e,
   );
   if (failure === undefined) return assert.unreachable('demo_checkpoint.py succeeded');
   assert.is(failure.code, 1);
-  assert.match(failure.stderr, /^demo_checkpoint: error: cannot write .*a\/best\.pth\/best\.pth: File exists \(.*a\/best\.pth\)\n$/);
+  assert.match(failure.stderr, /^demo_checkpoint: error: cannot write .*shared\/best\.pth\/best\.pth: File exists \(.*shared\/best\.pth\)\n$/);
 });
 
 test.run();

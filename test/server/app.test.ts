@@ -11,6 +11,7 @@ import { createPreprocessor } from '../../src/preprocess';
 import { healthInfo, runtimeHealth } from '../../src/routes/health';
 import { appConfig, memoryLogger, postImage, request, serve, tempDir, writeTinyModel, type TinyWeights } from '../helpers/app';
 import { IMAGES } from '../helpers/fixtures';
+import { pipelineReference } from '../pipeline/reference';
 import { info, tf } from '../helpers/runtime';
 
 const photo = (name: string) => readFileSync(path.join(IMAGES, name));
@@ -33,16 +34,16 @@ async function withApp<T>(deps: Partial<AppDeps>, body: (url: string, logger: Re
   }
 }
 
-/** Expected predictions computed apart from the server: decode + preprocess, then mean @ w + b and softmax in float64. */
-async function expectedPredictions(bytes: Uint8Array, k: number): Promise<{ label: string; probability: number }[]> {
-  const decoded = await decodeImage(tf, bytes, { maxPixels: 36_000_000, honourExif: false });
-  const input = tf.tidy(() => createPreprocessor(tf, { height: 8, width: 8, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] })(decoded.pixels).dataSync());
-  decoded.pixels.dispose();
-  const mean = [0, 1, 2].map((c) => {
-    let sum = 0;
-    for (let p = 0; p < 64; p++) sum += input[p * 3 + c];
-    return sum / 64;
-  });
+const MEAN = [0.485, 0.456, 0.406];
+const STD = [0.229, 0.224, 0.225];
+
+/** Expected predictions computed apart from the server: torchvision's 8x8 input, then mean @ w + b and softmax in float64. */
+function expectedPredictions(name: string, k: number): { label: string; probability: number }[] {
+  const reference = pipelineReference({ size: [8, 8], mean: MEAN, std: STD, honour_exif: false, files: [path.join(IMAGES, name)] });
+  const [entry] = reference.entries;
+  assert.ok(entry.ok, `torchvision reads ${name}`);
+  const input = reference.tensor(entry); // [3, 8, 8]
+  const mean = [0, 1, 2].map((c) => input.subarray(c * 64, (c + 1) * 64).reduce((sum, v) => sum + v, 0) / 64);
   const logits = Array.from({ length: CLASSES }, (_, j) => mean[0] * weights.w[j] + mean[1] * weights.w[CLASSES + j] + mean[2] * weights.w[2 * CLASSES + j] + weights.b[j]);
   const max = Math.max(...logits);
   const sum = logits.reduce((s, x) => s + Math.exp(x - max), 0);
@@ -83,7 +84,7 @@ test('POST /predict answers the original body with the top 3 of the model', asyn
       const reply = await postImage(url, bytes, { filename: name });
       assert.is(reply.status, 200, name);
       assert.match(reply.headers.get('content-type') ?? '', 'application/json');
-      assertPredictions(reply.body, await expectedPredictions(bytes, 3));
+      assertPredictions(reply.body, expectedPredictions(name, 3));
     }
     const logged = logger.lines.filter((l) => l.msg === 'request').map((l) => ({ ...l.fields, ms: undefined }));
     assert.equal(logged, [
@@ -97,8 +98,8 @@ test('POST /predict answers the original body with the top 3 of the model', asyn
 test('topk from the form field or the query; invalid values are 400 bad_topk', async () => {
   await withApp({}, async (url) => {
     const bytes = photo('p04-tree.jpg');
-    assertPredictions((await postImage(url, bytes, { fields: { topk: '5' } })).body, await expectedPredictions(bytes, 5));
-    assertPredictions((await postImage(url, bytes, { query: '?topk=1' })).body, await expectedPredictions(bytes, 1));
+    assertPredictions((await postImage(url, bytes, { fields: { topk: '5' } })).body, expectedPredictions('p04-tree.jpg', 5));
+    assertPredictions((await postImage(url, bytes, { query: '?topk=1' })).body, expectedPredictions('p04-tree.jpg', 1));
     for (const bad of ['0', '6', 'abc', '2.5', '-1']) {
       const reply = await postImage(url, bytes, { fields: { topk: bad } });
       assert.is(reply.status, 400, `topk=${bad}`);
@@ -226,7 +227,7 @@ test('--compat: every POST /predict error is 200 {"success": false} with the cod
       assert.equal(reply.body, { success: false }, code);
       assert.is(reply.headers.get('x-error-code'), code);
     }
-    assertPredictions((await postImage(url, photo('p04-tree.jpg'))).body, await expectedPredictions(photo('p04-tree.jpg'), 3));
+    assertPredictions((await postImage(url, photo('p04-tree.jpg'))).body, expectedPredictions('p04-tree.jpg', 3));
     // Other routes keep their status: the original had none of them, so there is nothing to be compatible with.
     const wrongMethod = await request(`${url}/predict`);
     assert.is(wrongMethod.status, 405);
@@ -299,11 +300,15 @@ test('an internal failure is 500 with a generic message, logged in full; the ser
 test('beyond max in-flight requests: 503 overloaded with Retry-After; the held ones complete', async () => {
   let release = () => undefined as void;
   const gate = new Promise<void>((resolve) => (release = resolve));
+  let entered = 0;
+  let bothEntered = () => undefined as void;
+  const bothHeld = new Promise<void>((resolve) => (bothEntered = resolve));
   const gated: Ready = {
     health: ready.health,
     pipeline: {
       numClasses: CLASSES,
       predict: async (bytes, topk, options) => {
+        if (++entered === 2) bothEntered();
         await gate;
         return ready.pipeline.predict(bytes, topk, options);
       },
@@ -314,7 +319,7 @@ test('beyond max in-flight requests: 503 overloaded with Retry-After; the held o
     const held = [postImage(url, bytes), postImage(url, bytes)];
     // Failures surface through Promise.all below; this only keeps an early assertion from crashing the run.
     held.forEach((h) => h.catch(() => undefined));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await bothHeld;
     const refused = await postImage(url, bytes);
     assert.is(refused.status, 503);
     assert.is(refused.headers.get('retry-after'), '1');
@@ -328,8 +333,10 @@ test('beyond max in-flight requests: 503 overloaded with Retry-After; the held o
 test('a prediction that cannot start within the request timeout is 503 overloaded at once, and never runs', async () => {
   let release = () => undefined as void;
   const gate = new Promise<void>((resolve) => (release = resolve));
+  let firstDecodeStarted = () => undefined as void;
+  const holding = new Promise<void>((resolve) => (firstDecodeStarted = resolve));
   let decodes = 0;
-  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD });
   // The first decode holds the pipeline's only slot until released, so the second request waits in its queue.
   const pipeline = createPipeline({
     tf,
@@ -337,16 +344,20 @@ test('a prediction that cannot start within the request timeout is 503 overloade
     preprocess,
     decode: async (bytes) => {
       decodes += 1;
-      if (decodes === 1) await gate;
+      if (decodes === 1) {
+        firstDecodeStarted();
+        await gate;
+      }
       return decodeImage(tf, bytes, { maxPixels: 36_000_000, honourExif: false });
     },
   });
   await withApp({ ready: { pipeline, health: ready.health }, config: { ...config, requestTimeoutMs: 300 } }, async (url) => {
     const bytes = photo('p04-tree.jpg');
     const holder = postImage(url, bytes);
-    const started = Date.now();
+    holder.catch(() => undefined);
+    await holding;
+    // The holder is released only after this answer, so the answer cannot have waited for the queue.
     const queued = await postImage(url, bytes);
-    assert.ok(Date.now() - started < 5000, 'answered without waiting for the queue');
     assert.is(queued.status, 503);
     assert.is(queued.headers.get('retry-after'), '1');
     assert.equal(queued.body, errorBody('overloaded', 'The prediction did not start within 300 ms; retry later.'));
@@ -355,6 +366,72 @@ test('a prediction that cannot start within the request timeout is 503 overloade
     assert.is((await postImage(url, bytes)).status, 200);
     assert.is(decodes, 2, 'the timed-out request was never decoded');
   });
+});
+
+test('a client that disconnects while its request is queued: the prediction is dropped, never computed', async () => {
+  let release = () => undefined as void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let decodes = 0;
+  let firstDecodeStarted = () => undefined as void;
+  const holding = new Promise<void>((resolve) => (firstDecodeStarted = resolve));
+  const inner = createPipeline({
+    tf,
+    model,
+    preprocess: createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD }),
+    decode: async (bytes) => {
+      decodes += 1;
+      if (decodes === 1) {
+        firstDecodeStarted();
+        await gate;
+      }
+      return decodeImage(tf, bytes, { maxPixels: 36_000_000, honourExif: false });
+    },
+  });
+  let queuedCall = () => undefined as void;
+  const secondQueued = new Promise<void>((resolve) => (queuedCall = resolve));
+  let calls = 0;
+  const pipeline = {
+    numClasses: inner.numClasses,
+    predict: (...args: Parameters<typeof inner.predict>) => {
+      const result = inner.predict(...args);
+      if (++calls === 2) queuedCall();
+      return result;
+    },
+  };
+  await withApp({ ready: { pipeline, health: ready.health } }, async (url) => {
+    const bytes = photo('p04-tree.jpg');
+    const holder = postImage(url, bytes);
+    holder.catch(() => undefined);
+    await holding;
+    const leaving = new AbortController();
+    const form = new FormData();
+    form.append('image', new Blob([bytes]), 'a.jpg');
+    const gone = fetch(`${url}/predict`, { method: 'POST', body: form, signal: leaving.signal });
+    gone.catch(() => undefined);
+    await secondQueued;
+    leaving.abort();
+    await gone.then(() => assert.unreachable('the aborted request has no answer'), () => undefined);
+    release();
+    assert.is((await holder).status, 200);
+    // The queue runs in order: had the abandoned prediction run, it would have decoded before this one.
+    assert.is((await postImage(url, bytes)).status, 200);
+    assert.is(decodes, 2, 'the abandoned request was never decoded');
+  });
+});
+
+test('the pixel limit applies over HTTP: 413 image_too_large from the header, then service as usual', async () => {
+  const limited = await loadPipeline(tf, writeTinyModel(tempDir('app-model'), { classes: CLASSES, height: 8, width: 8 }).dir, { maxPixels: 380 * 254 - 1, honourExif: false });
+  try {
+    await withApp({ ready: { pipeline: limited.pipeline, health: healthInfo(limited.model, runtime) } }, async (url) => {
+      const reply = await postImage(url, photo('p04-tree.jpg'));
+      assert.is(reply.status, 413);
+      assert.is((reply.body as { error: { code: string } }).error.code, 'image_too_large');
+      assert.match((reply.body as { error: { message: string } }).error.message, '380x254 pixels');
+      assert.is((await postImage(url, readFileSync(path.join(IMAGES, 'formats/tiny-7x5.png')))).status, 200);
+    });
+  } finally {
+    limited.model.dispose();
+  }
 });
 
 test('shutting down: /health is 503 stopping, requests already arriving are served, connections close', async () => {

@@ -2,29 +2,19 @@
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createApp, type Ready } from '../../src/app';
-import type { Model } from '../../src/model';
-import { loadPipeline } from '../../src/pipeline';
-import { healthInfo, runtimeHealth } from '../../src/routes/health';
-import { appConfig, convertedDemoModel, memoryLogger, postImage, request, serve } from '../helpers/app';
+import { postImage, request } from '../helpers/app';
 import { image } from '../helpers/fixtures';
-import { info, tf } from '../helpers/runtime';
+import { tf } from '../helpers/runtime';
+import { assertTop3, serveDemoModel, type DemoServer } from '../e2e/demo-reference';
 
-let model: Model;
-let ready: Ready;
-let server: Awaited<ReturnType<typeof serve>>;
+let server: DemoServer;
 
 test.before(async () => {
-  const loaded = await loadPipeline(tf, convertedDemoModel(), { maxPixels: 36_000_000, honourExif: false });
-  model = loaded.model;
-  ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtimeHealth(info)) };
-  const app = createApp({ config: appConfig(), logger: memoryLogger(), ready });
-  server = await serve(app.koa.callback());
+  server = await serveDemoModel();
 });
 
 test.after(async () => {
   await server.close();
-  model.dispose();
 });
 
 test('health reports the demo ResNet18 as converted', async () => {
@@ -39,20 +29,18 @@ test('health reports the demo ResNet18 as converted', async () => {
   assert.match(String(body.model.checkpoint_sha256), /^[0-9a-f]{64}$/);
 });
 
-test('/predict answers what the pipeline computes, for photos of every kind, without keeping tensors', async () => {
+test('/predict answers as PyTorch does on the same checkpoint, for photos of every kind, without keeping tensors', async () => {
   const names = ['p01-sunset.jpg', 'p10-mountains-large.jpg', 'p19-coins.png', 'formats/rgba.png', 'formats/single.gif', 'formats/lossy.webp'];
+  const reference = server.reference(names.map(image));
   const warm = await postImage(server.url, readFileSync(image(names[0])));
   assert.is(warm.status, 200);
   const before = tf.memory().numTensors;
-  for (const name of names) {
-    const bytes = readFileSync(image(name));
-    const reply = await postImage(server.url, bytes);
+  for (const [i, name] of names.entries()) {
+    const reply = await postImage(server.url, readFileSync(image(name)));
     assert.is(reply.status, 200, name);
     const { predictions } = reply.body as { predictions: { label: string; probability: number }[] };
-    const direct = await ready.pipeline.predict(bytes, 3);
-    assert.equal(predictions, direct.predictions, `${name}: HTTP and in-process pipeline agree exactly`);
+    assertTop3(predictions, reference[i], name);
     assert.ok(predictions.every((p) => /^(\d|[1-9]\d|10[01])$/.test(p.label)), `${name}: labels are class indices 0..101`);
-    assert.ok(predictions[0].probability >= predictions[1].probability && predictions[1].probability >= predictions[2].probability, name);
   }
   assert.is(tf.memory().numTensors, before, 'no tensor kept across requests');
 });
