@@ -148,4 +148,35 @@ test('a graph that disagrees with metadata (input size, class count) is refused'
   assert.match((await loadError(five.dir)).message, 'answers shape [1, 5] for one image; metadata.json expects [1, 6]');
 });
 
+test('input or output names that differ from metadata are refused, naming both', async () => {
+  const input = writeTinyModel(tempDir('model'));
+  writeMetadata(input.dir, { ...input.metadata, input: { ...input.metadata.input, name: 'pixels' } });
+  assert.match((await loadError(input.dir)).message, 'has inputs [input]; metadata.json expects one input "pixels"');
+  const output = writeTinyModel(tempDir('model'));
+  writeMetadata(output.dir, { ...output.metadata, output: { ...output.metadata.output, name: 'probabilities' } });
+  assert.match((await loadError(output.dir)).message, 'metadata.json expects "probabilities"');
+});
+
+test('weights that give non-finite logits for a zero image are refused as corrupt', async () => {
+  const { dir } = writeTinyModel(tempDir('model'), { classes: 5 });
+  // The shard holds axes (2 x int32), then w [3, 5] and b [5] as float32: make one bias NaN.
+  const shard = readFileSync(path.join(dir, 'group1-shard1of1.bin'));
+  shard.writeFloatLE(Number.NaN, 8 + 15 * 4 + 2 * 4);
+  rewrite(dir, 'group1-shard1of1.bin', shard);
+  assert.match((await loadError(dir)).message, 'answers non-finite logits for a zero image: the weights are corrupt');
+});
+
+test('predict after dispose is an error, not a crash; dispose twice is harmless', async () => {
+  const { dir } = writeTinyModel(tempDir('model'));
+  const model = await Model.load(tf, dir);
+  model.dispose();
+  model.dispose();
+  const batch = tf.zeros([1, 8, 8, 3], 'float32') as Tensor4D;
+  try {
+    assert.throws(() => model.predict(batch), /Model.predict called after dispose\(\)/);
+  } finally {
+    batch.dispose();
+  }
+});
+
 test.run();

@@ -37,7 +37,8 @@ test('calls run one at a time, in order, and give the same answer as alone', asy
       active += 1;
       maxActive = Math.max(maxActive, active);
       order.push(bytes[0]);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      // Give the event loop turns in which another call could start if the pipeline let it.
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
       active -= 1;
       return greyDecode(bytes);
     },
@@ -85,9 +86,12 @@ test('a decode or preprocess failure rejects with its error and leaves no tensor
   assert.is((await pipeline.predict(Uint8Array.of(5), 1)).predictions.length, 1);
 });
 
-test('aborting a queued call rejects at once and it never runs; a running call is not interrupted', async () => {
+/** A pipeline whose decode of an image of value 1 waits for `release()`; `decoded` lists the values decoded. */
+function gatedPipeline() {
   let release = () => undefined as void;
   const gate = new Promise<void>((resolve) => (release = resolve));
+  let started = () => undefined as void;
+  const firstStarted = new Promise<void>((resolve) => (started = resolve));
   const decoded: number[] = [];
   const pipeline = createPipeline({
     tf,
@@ -95,15 +99,47 @@ test('aborting a queued call rejects at once and it never runs; a running call i
     preprocess,
     decode: async (bytes) => {
       decoded.push(bytes[0]);
-      if (bytes[0] === 1) await gate;
+      if (bytes[0] === 0) throw new ServiceError(422, 'corrupt_image', 'broken on purpose');
+      if (bytes[0] === 1) {
+        started();
+        await gate;
+      }
       return greyDecode(bytes);
     },
   });
+  return { pipeline, decoded, firstStarted, release };
+}
+
+test('a failed call does not stop the calls queued behind it', async () => {
+  const { pipeline, decoded, firstStarted, release } = gatedPipeline();
+  const calls = [1, 0, 2, 3].map((v) => pipeline.predict(Uint8Array.of(v), 1));
+  calls.forEach((c) => c.catch(() => undefined));
+  await firstStarted;
+  release();
+  const outcomes = await Promise.allSettled(calls);
+  assert.equal(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+  assert.is(((outcomes[1] as PromiseRejectedResult).reason as ServiceError).code, 'corrupt_image');
+  assert.equal(decoded, [1, 0, 2, 3], 'every call ran, in order');
+});
+
+test('a call whose signal is already aborted rejects with its reason and never runs', async () => {
+  const { pipeline, decoded } = gatedPipeline();
+  const reason = new ServiceError(400, 'bad_request', 'The client closed the connection.');
+  await pipeline.predict(Uint8Array.of(2), 1, { signal: AbortSignal.abort(reason) }).then(
+    () => assert.unreachable('an aborted call must reject'),
+    (err: unknown) => assert.is(err, reason),
+  );
+  assert.is((await pipeline.predict(Uint8Array.of(3), 1)).predictions.length, 1);
+  assert.equal(decoded, [3]);
+});
+
+test('aborting a queued call rejects at once and it never runs; a running call is not interrupted', async () => {
+  const { pipeline, decoded, firstStarted, release } = gatedPipeline();
   const running = new AbortController();
   const queued = new AbortController();
   const first = pipeline.predict(Uint8Array.of(1), 1, { signal: running.signal });
   const second = pipeline.predict(Uint8Array.of(2), 1, { signal: queued.signal });
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await firstStarted;
   const reason = new ServiceError(503, 'overloaded', 'waited too long');
   queued.abort(reason);
   running.abort(new Error('too late to matter'));
