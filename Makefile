@@ -106,10 +106,18 @@ $(STAMPS)/flask: | $(STAMPS)
 	fi
 	touch $@
 
+# The original as production runs it: gunicorn, and PyTorch on OpenBLAS (Debian's default reference BLAS is several
+# times slower, which would flatter us).
+$(STAMPS)/bench-baselines: $(STAMPS)/flask | $(STAMPS)
+	@if ! $(PYTHON) -c 'import gunicorn' 2>/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]; then \
+	  $(call apt_install,python3-gunicorn libopenblas0-pthread,make bench runs the original under gunicorn with PyTorch on OpenBLAS); \
+	fi
+	touch $@
+
 # Side by side in one run: ours, the Flask original and plain onnxruntime-node; prints and writes docs/benchmark.md.
 # It converts CHECKPOINT (or the demo model) into a folder of its own, so MODEL_DIR is never touched.
 BENCH_DIR := .cache/bench
-bench: build setup $(STAMPS)/python $(STAMPS)/flask
+bench: build setup $(STAMPS)/python $(STAMPS)/bench-baselines
 	$(MAKE) --no-print-directory convert MODEL_DIR=$(BENCH_DIR)/model_tfjs CONVERT_DIR=$(BENCH_DIR)/convert
 	npx tsx bench/run.ts --model-dir $(BENCH_DIR)/model_tfjs --convert-dir $(BENCH_DIR)/convert --python $(PYTHON)
 

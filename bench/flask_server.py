@@ -50,6 +50,12 @@ def predict():
     return flask.jsonify(data)
 
 
+def create_app(checkpoint_path: str) -> flask.Flask:
+    """Application factory for gunicorn (`gunicorn 'flask_server:create_app("best.pth")'`), one model per worker."""
+    load_model(checkpoint_path)
+    return app
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default="best.pth", help="{'state_dict': ...} file, as the original loads")

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
-import { decodeImage } from '../src/decode';
-import { createPreprocessor } from '../src/preprocess';
+import { decodeImage } from '../src/image/decode';
+import { createPreprocessor } from '../src/image/preprocess';
 import { loadRuntime } from '../src/runtime';
 
 const USAGE = 'usage: preprocess.ts [--baseline <git revision>] [--runs N] [photo...]  (default: the test photos)';

@@ -1,7 +1,7 @@
 // Renders one benchmark run as the markdown of docs/benchmark.md: load table, ratios vs ours, ceiling, agreement.
 import type { LoadResult, Prediction } from './load';
 
-export type ServerKey = 'ours' | 'flask' | 'ort';
+export type ServerKey = 'ours' | 'gunicorn' | 'gunicorn-default' | 'flask' | 'ort';
 
 export interface ServerRun {
   key: ServerKey;
@@ -28,6 +28,8 @@ export interface Ceiling {
   decode: Stage;
   preprocess: Stage;
   infer: Stage;
+  /** Per image, in batches of 32 (what a loaded server runs). */
+  inferBatched: Stage;
   /** The same model in onnxruntime-node with default options, for comparison. */
   ortInfer: Stage;
 }
@@ -100,7 +102,8 @@ function clientCpuLine(runs: ServerRun[]): string {
 function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   const stages = [ceiling.decode, ceiling.preprocess, ceiling.infer];
   const wall = stages.reduce((sum, s) => sum + s.ms, 0);
-  const cpu = stages.reduce((sum, s) => sum + s.cpuMs, 0);
+  // Under load the model runs in batches: the two-core ceiling counts the batched inference cost.
+  const cpu = [ceiling.decode, ceiling.preprocess, ceiling.inferBatched].reduce((sum, s) => sum + s.cpuMs, 0);
   const row = (name: string, s: Stage) => `| ${name} | ${fixed(s.ms, 2)} | ${fixed(s.cpuMs, 2)} |`;
   const ours = runs.find((r) => r.key === 'ours');
   const reached = (ceilingRps: number) =>
@@ -115,12 +118,14 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
     '|---|---:|---:|',
     row('decode (mean over the photos)', ceiling.decode),
     row('preprocess: PIL-exact resize to the model size + normalise (mean over the photos)', ceiling.preprocess),
-    row('model inference', ceiling.infer),
-    `| **total per image** | **${fixed(wall, 2)}** | **${fixed(cpu, 2)}** |`,
+    row('model inference, batch of 1', ceiling.infer),
+    `| **total per image, one at a time** | **${fixed(wall, 2)}** | |`,
+    row('model inference per image, batches of 32', ceiling.inferBatched),
+    `| **total CPU per image, batched** | | **${fixed(cpu, 2)}** |`,
     row('for comparison: onnxruntime-node inference, same ONNX model, default options', ceiling.ortInfer),
     '',
     `- One image at a time: 1000 / ${fixed(wall, 2)} ms = **${fixed(1000 / wall)} req/s**. Ours reaches ${reached(1000 / wall)}.`,
-    `- Both cores busy with nothing but these stages: 2 x 1000 / ${fixed(cpu, 2)} CPU ms = **${fixed(2000 / cpu)} req/s**. ` +
+    `- Both cores busy with nothing but these stages, the model in batches of 32: 2 x 1000 / ${fixed(cpu, 2)} CPU ms = **${fixed(2000 / cpu)} req/s**. ` +
       `Ours reaches ${reached(2000 / cpu)}.`,
     '',
     'The gap to the ceiling is what a server adds around the three stages (HTTP, multipart parsing, JSON, logging) plus',

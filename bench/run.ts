@@ -7,17 +7,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
-import type { HealthInfo } from '../src/routes/health';
+import type { HealthInfo } from '../src/http/routes/health';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
 const ROOT = path.resolve(__dirname, '..');
 const USAGE = `Usage: npx tsx bench/run.ts [options]
   --requests <n>       requests per concurrency level (default 350)
-  --concurrency <list> closed-loop connection counts (default 1,4)
+  --concurrency <list> closed-loop connection counts (default 1,4,32,128)
   --rounds <n>         slices per level; servers take turns slice by slice (default 5)
   --max-seconds <n>    time limit per level and server (default 90)
-  --only <list>        parts to run, of ceiling,ours,flask,ort (default all)
+  --only <list>        parts to run, of ceiling,ours,gunicorn,gunicorn-default,flask,ort (default all)
   --model-dir <dir>    converted model (default model_tfjs)
   --convert-dir <dir>  where make convert left model.onnx and export.json (default .cache/convert)
   --images <dir>       photos, *.jpg and *.png (default test/fixtures/images)
@@ -56,13 +56,13 @@ function readOptions(argv: string[]): Options {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const parts = ['ceiling', 'ours', 'flask', 'ort'];
+  const parts = ['ceiling', 'ours', 'gunicorn', 'gunicorn-default', 'flask', 'ort'];
   const only = (values.only ?? parts.join(',')).split(',');
   const unknown = only.filter((p) => !parts.includes(p));
   if (unknown.length > 0) throw new UsageError(`--only accepts ${parts.join(', ')}; got ${unknown.join(', ')}`);
   return {
     requests: positiveInt('requests', values.requests ?? '350'),
-    concurrency: (values.concurrency ?? '1,4').split(',').map((c) => positiveInt('concurrency', c)),
+    concurrency: (values.concurrency ?? '1,4,32,128').split(',').map((c) => positiveInt('concurrency', c)),
     rounds: positiveInt('rounds', values.rounds ?? '5'),
     maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '90'),
     only: new Set(only),
@@ -130,6 +130,19 @@ const predictsOk = async (base: URL, probe: Upload) =>
   (await post(new URL('/predict', base), probe, new http.Agent())).status === 200;
 
 function contenders(opts: Options, exported: ExportInfo, checkpoint: string, logDir: string): Contender[] {
+  // The original app as production serves it: gunicorn, one worker process per core, the app factory per worker.
+  const gunicorn = (key: ServerKey, title: string, env: Record<string, string>): Contender => ({
+    key,
+    title,
+    spec: (port) => ({
+      command: opts.python,
+      args: ['-m', 'gunicorn', '--workers', String(os.availableParallelism()), '--bind', `127.0.0.1:${port}`,
+        '--chdir', path.join(ROOT, 'bench'), `flask_server:create_app(${JSON.stringify(checkpoint)})`],
+      env,
+      logFile: path.join(logDir, `${key}.log`),
+    }),
+    ready: predictsOk,
+  });
   const all: Contender[] = [
     {
       key: 'ours',
@@ -143,6 +156,8 @@ function contenders(opts: Options, exported: ExportInfo, checkpoint: string, log
       ready: async (base) => (await fetch(new URL('/health', base))).status === 200,
       inspect: (base) => inspectOurs(base, exported),
     },
+    gunicorn('gunicorn', 'Flask original under gunicorn, tuned (a worker per core, 1 torch thread each)', { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' }),
+    gunicorn('gunicorn-default', 'Flask original under gunicorn, torch default threads', {}),
     {
       key: 'flask',
       title: 'Flask original (PyTorch)',

@@ -15,9 +15,14 @@ export interface Config {
   /** Largest decoded image (width x height) accepted; checked from the header before decoding. */
   maxPixels: number;
   honourExif: boolean;
-  /** TensorFlow thread pools; undefined leaves the runtime's measured default. */
+  /** TensorFlow thread pools; undefined leaves the measured defaults (1 inside an op, one per worker across ops). */
   intraOpThreads: number | undefined;
   interOpThreads: number | undefined;
+  /** Engine worker threads, each with its own TensorFlow session; undefined: one per CPU core. */
+  workers: number | undefined;
+  /** Most images in one model call, and how long a free worker waits for a fuller batch. */
+  maxBatch: number;
+  maxBatchDelayMs: number;
   /** Limit for receiving a whole request, and for a prediction to start after it was queued. */
   requestTimeoutMs: number;
   /** Prediction requests accepted at once (running, queued or uploading); more are answered 503. */
@@ -54,10 +59,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxUploadBytes', flag: 'max-upload-bytes', env: 'MAX_UPLOAD_BYTES', kind: int(1), default: String(20 * 1024 * 1024), help: 'largest accepted upload in bytes (larger: 413 file_too_large)' },
   { key: 'maxPixels', flag: 'max-pixels', env: 'MAX_PIXELS', kind: int(1), default: '36000000', help: 'largest image in pixels, checked from its header before decoding (larger: 413 image_too_large)' },
   { key: 'honourExif', flag: 'honour-exif', env: 'HONOUR_EXIF', kind: { type: 'bool' }, default: 'false', help: 'apply the EXIF orientation (PIL and torchvision ignore it, so the default does too)' },
-  { key: 'intraOpThreads', flag: 'intra-op-threads', env: 'TF_NUM_INTRAOP_THREADS', kind: int(1, 1024), default: undefined, help: 'threads inside one TensorFlow op (unset: the runtime default)' },
-  { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(1, 1024), default: undefined, help: 'TensorFlow ops run in parallel (unset: the runtime default)' },
+  { key: 'workers', flag: 'workers', env: 'WORKERS', kind: int(1, 256), default: undefined, help: 'engine worker threads, each decoding, preprocessing and running the model on its own TensorFlow session (unset: one per CPU core, one on a GPU)' },
+  { key: 'maxBatch', flag: 'max-batch', env: 'MAX_BATCH', kind: int(1, 1024), default: '32', help: 'most images a worker runs through the model in one call (requests waiting for a worker are batched)' },
+  { key: 'maxBatchDelayMs', flag: 'max-batch-delay-ms', env: 'MAX_BATCH_DELAY_MS', kind: int(0, 10000), default: '0', help: 'how long a free worker waits for a fuller batch before it starts a smaller one (0: start at once)' },
+  { key: 'intraOpThreads', flag: 'intra-op-threads', env: 'TF_NUM_INTRAOP_THREADS', kind: int(1, 1024), default: undefined, help: 'threads inside one TensorFlow op (unset: 1)' },
+  { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(1, 1024), default: undefined, help: 'TensorFlow ops run in parallel, shared by the workers (unset: one per worker)' },
   { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request, and for a queued prediction to start (then 503 overloaded)' },
-  { key: 'maxInFlight', flag: 'max-in-flight', env: 'MAX_IN_FLIGHT', kind: int(1, 100000), default: '32', help: 'prediction requests held at once (uploading, queued, running); more get 503 overloaded with Retry-After' },
+  { key: 'maxInFlight', flag: 'max-in-flight', env: 'MAX_IN_FLIGHT', kind: int(1, 100000), default: '128', help: 'prediction requests held at once (uploading, queued, running); more get 503 overloaded with Retry-After (memory: up to this many uploads of --max-upload-bytes)' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', kind: int(0), default: '30000', help: 'on SIGTERM/SIGINT, time for accepted requests to finish before connections are cut' },
   { key: 'compat', flag: 'compat', env: 'COMPAT', kind: { type: 'bool' }, default: 'false', help: 'answer POST /predict errors as the original demo did: status 200 and exactly {"success": false} (the error code in the X-Error-Code header)' },
   { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', help: 'log lines (JSON on stderr) at this level and above' },

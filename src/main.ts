@@ -1,13 +1,16 @@
-// Server entry: config -> runtime -> listen (health 503) -> Model.load and warm-up -> ready; graceful shutdown on signals.
+// Server entry: config -> runtime plan -> listen (health 503) -> engine workers load and warm the model -> ready;
+// graceful shutdown on signals.
 import http from 'node:http';
-import { createApp, type Ready } from './app';
+import os from 'node:os';
 import { ConfigError, parseConfig, usage, type Config } from './config';
+import { ModelLoadError } from './engine/model';
+import { startWorkerPool, WorkerStartError, type WorkerPool } from './engine/worker-pool';
 import { describe } from './errors';
+import { createApp } from './http/app';
+import { healthInfo, runtimeHealth } from './http/routes/health';
+import type { Ready } from './http/state';
 import { createLogger, type Logger } from './logger';
-import { ModelLoadError, type Model } from './model';
-import { loadPipeline } from './pipeline';
-import { healthInfo, runtimeHealth } from './routes/health';
-import { loadRuntime, type Runtime } from './runtime';
+import { prepareRuntime, type RuntimePlan } from './runtime';
 
 async function main(): Promise<number> {
   let config: Config;
@@ -25,25 +28,35 @@ async function main(): Promise<number> {
   }
   const logger = createLogger(config.logLevel);
 
-  let runtimeLoaded: Runtime;
+  // TensorFlow's thread pools are process-wide: the one that runs ops side by side gets a thread per core, so
+  // that every worker's session can run at once (measured: docs/runtime.md).
+  const cores = os.availableParallelism();
+  let plan: RuntimePlan;
   try {
-    runtimeLoaded = loadRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
+    plan = prepareRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads ?? cores });
   } catch (err) {
     // Device and setup problems (no GPU, addon not built) carry their fix in the message.
     logger.error(`startup failed: ${(err as Error).message}`);
     return 1;
   }
-  const { tf, info } = runtimeLoaded;
-  const runtime = runtimeHealth(info);
-  logger.info('runtime loaded', { ...runtime });
 
   // Caught from here on: a signal during the model load is acted on once the load is over.
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  const loading = loadPipeline(tf, config.modelDir, { maxPixels: config.maxPixels, honourExif: config.honourExif });
-  const ready: Promise<Ready> = loading.then(({ pipeline, model }) => ({ pipeline, health: healthInfo(model, runtime) }));
+  const loading = startWorkerPool({
+    modelDir: config.modelDir,
+    // One worker per core on the CPU; a GPU is shared better by one.
+    workers: config.workers ?? (plan.kind === 'cpu' ? cores : 1),
+    device: plan.kind,
+    maxPixels: config.maxPixels,
+    honourExif: config.honourExif,
+    maxBatch: config.maxBatch,
+    maxDelayMs: config.maxBatchDelayMs,
+    logger,
+  });
+  const ready: Promise<Ready> = loading.then((pool) => ({ pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)) }));
   const app = createApp({ config, logger, ready });
   const server = http.createServer(app.koa.callback());
   server.requestTimeout = config.requestTimeoutMs;
@@ -64,23 +77,23 @@ async function main(): Promise<number> {
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info('listening (model loading)', { url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}` });
 
-  let model: Model;
+  let pool: WorkerPool;
   try {
-    ({ model } = await loading);
+    pool = await loading;
   } catch (err) {
-    const message = err instanceof ModelLoadError ? err.message : `model load failed: ${describe(err)}`;
-    logger.error(`startup failed: ${message}`);
+    const known = err instanceof ModelLoadError || err instanceof WorkerStartError;
+    logger.error(`startup failed: ${known ? (err as Error).message : `model load failed: ${describe(err)}`}`);
     server.close();
     server.closeAllConnections();
     return 1;
   }
-  const { metadata } = model;
-  logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo });
+  const { metadata } = pool;
+  logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo, workers: pool.workers, ...runtimeHealth(pool.runtime) });
   if (metadata.source.demo) logger.warn('serving the UNTRAINED demo model: predictions are meaningless; convert your best.pth with `make convert`');
 
   const signal = await stopSignal;
   const clean = await shutdown(server, app.beginShutdown, config.shutdownGraceMs, logger, signal);
-  model.dispose();
+  await pool.close();
   logger.info('stopped', { clean });
   return clean ? 0 : 1;
 }

@@ -51,26 +51,26 @@ const ONEDNN_ENV = 'TF_ENABLE_ONEDNN_OPTS';
 
 let current: Runtime | null = null;
 
+/** What loading will do: the binding, and the thread pools and oneDNN setting TensorFlow will be given. */
+export interface RuntimePlan {
+  kind: 'cpu' | 'gpu';
+  intraOpThreads: number;
+  interOpThreads: number;
+  oneDnn: boolean;
+}
+
 /**
- * Loads `@tensorflow/tfjs-node` ('cpu'), `@tensorflow/tfjs-node-gpu` ('gpu'), or for 'auto' the GPU binding when it
- * is built and sees a CUDA device, else the CPU one. The GPU check runs in a child process so that a failed check
- * never leaves a second binding in this one. A later call returns the same runtime when compatible, else throws.
+ * Chooses the binding ('auto': the GPU one when it is built and sees a CUDA device, probed in a child process),
+ * checks that its addon is built, and sets TensorFlow's variables in this process's environment, without loading
+ * any binding. Worker threads started afterwards see the same environment and load the planned binding.
  */
-export function loadRuntime(opts: RuntimeOptions): Runtime {
+export function prepareRuntime(opts: RuntimeOptions): RuntimePlan {
   if (!DEVICE_CHOICES.includes(opts.device)) {
     throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
   }
   const intra = threadCount('intraOpThreads', opts.intraOpThreads, INTRA_ENV);
   const inter = threadCount('interOpThreads', opts.interOpThreads, INTER_ENV);
   const oneDnn = oneDnnFromEnv();
-  if (current !== null) return reuse(current, opts);
-  for (const kind of ['cpu', 'gpu'] as const) {
-    if (require.cache[safeResolve(BINDINGS[kind]) ?? ''] !== undefined) {
-      throw new Error(`${BINDINGS[kind]} was loaded outside loadRuntime; one TensorFlow binding per process, ` +
-        'so load it only through src/runtime.ts');
-    }
-  }
-
   let kind: 'cpu' | 'gpu' = 'cpu';
   if (opts.device === 'gpu') {
     const why = gpuUnavailableReason();
@@ -83,12 +83,35 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
   }
   const missing = addonMissing(kind);
   if (missing !== null) throw new Error(missing);
-
   process.env[INTRA_ENV] = String(intra);
   process.env[INTER_ENV] = String(inter);
   process.env[ONEDNN_ENV] = oneDnn ? '1' : '0';
   // TensorFlow's INFO lines (CPU feature notes) are noise in a service log; warnings and errors still show.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
+  return { kind, intraOpThreads: intra, interOpThreads: inter, oneDnn };
+}
+
+/**
+ * Loads `@tensorflow/tfjs-node` ('cpu'), `@tensorflow/tfjs-node-gpu` ('gpu'), or for 'auto' the GPU binding when it
+ * is built and sees a CUDA device, else the CPU one. The GPU check runs in a child process so that a failed check
+ * never leaves a second binding in this one. A later call returns the same runtime when compatible, else throws.
+ */
+export function loadRuntime(opts: RuntimeOptions): Runtime {
+  if (current !== null) {
+    if (!DEVICE_CHOICES.includes(opts.device)) {
+      throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
+    }
+    threadCount('intraOpThreads', opts.intraOpThreads, INTRA_ENV);
+    threadCount('interOpThreads', opts.interOpThreads, INTER_ENV);
+    return reuse(current, opts);
+  }
+  for (const binding of Object.values(BINDINGS)) {
+    if (require.cache[safeResolve(binding) ?? ''] !== undefined) {
+      throw new Error(`${binding} was loaded outside loadRuntime; one TensorFlow binding per process, ` +
+        'so load it only through src/runtime.ts');
+    }
+  }
+  const { kind, intraOpThreads: intra, interOpThreads: inter, oneDnn } = prepareRuntime(opts);
   // The one run-time load of a binding in the project (docs/architecture.md).
   const tf = require(BINDINGS[kind]) as Tf;
   const backend = tf.backend() as NodeJSKernelBackend;

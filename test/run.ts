@@ -41,15 +41,18 @@ function limited(what: string, handler: Handler): Handler {
   };
 }
 
-/** uvu's runner swallows what a hook throws (a `return` in its `finally`): record it before it is lost. */
-function hook(what: string, handler: Handler): Handler {
+/**
+ * uvu's runner swallows what a before hook throws (a `return` in its `finally`), and an after hook that throws
+ * escapes it and ends the whole run: record either, rethrow only from before hooks (their suite must stop).
+ */
+function hook(what: string, handler: Handler, rethrow: boolean): Handler {
   const bounded = limited(what, handler);
   return async (context) => {
     try {
       await bounded(context);
     } catch (err) {
       problems.push(`${what} threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-      throw err;
+      if (rethrow) throw err;
     }
   };
 }
@@ -64,7 +67,7 @@ function guard(real: Test, label: string): Test {
       await handler(context);
     }));
   }) as unknown as Test;
-  const hooks = (kind: string, add: (h: Handler) => void) => (h: Handler) => add(hook(`${kind} hook of ${label}`, h));
+  const hooks = (kind: string, add: (h: Handler) => void) => (h: Handler) => add(hook(`${kind} hook of ${label}`, h, kind.startsWith('before')));
   wrapped.before = Object.assign(hooks('before', real.before), { each: hooks('before.each', real.before.each) });
   wrapped.after = Object.assign(hooks('after', real.after), { each: hooks('after.each', real.after.each) });
   wrapped.only = ((name: string, handler: Handler) => {
@@ -110,7 +113,11 @@ async function main(): Promise<void> {
       problems.push(`${file} failed to load: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
-  await uvu.exec();
+  try {
+    await uvu.exec();
+  } catch (err) {
+    problems.push(`the run stopped: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  }
 
   for (const [name, count] of registered) {
     const missing = count - (ran.get(name) ?? 0);

@@ -5,11 +5,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
-import { createApp } from '../../src/app';
-import { loadPipeline } from '../../src/pipeline';
-import { healthInfo, runtimeHealth } from '../../src/routes/health';
+import { createApp } from '../../src/http/app';
+import { startWorkerPool } from '../../src/engine/worker-pool';
+import { healthInfo, runtimeHealth } from '../../src/http/routes/health';
 import { appConfig, convertedDemoModel, memoryLogger, serve } from '../helpers/app';
-import { info, tf } from '../helpers/runtime';
 
 const ROOT = path.join(__dirname, '../..');
 export const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
@@ -25,10 +24,12 @@ export interface DemoServer {
   url: string;
   /** PyTorch's softmax over every class for each file, in the order given. */
   reference(files: string[]): number[][];
+  /** Tensors the engine's workers hold, as reported after their last batch. */
+  tensors(): number;
   close(): Promise<void>;
 }
 
-/** Serves the converted demo model on an ephemeral port, the way main.ts wires it. */
+/** Serves the converted demo model on an ephemeral port, the way main.ts wires it (two engine workers). */
 export async function serveDemoModel(): Promise<DemoServer> {
   const modelDir = convertedDemoModel();
   // The demo checkpoint is byte-identical on every run, so the reference rebuilds the one the model came from.
@@ -37,15 +38,17 @@ export async function serveDemoModel(): Promise<DemoServer> {
   const meta = JSON.parse(readFileSync(path.join(modelDir, 'metadata.json'), 'utf8')) as { source: { sha256: string } };
   assert.is(createHash('sha256').update(readFileSync(checkpoint)).digest('hex'), meta.source.sha256, 'reference checkpoint is the converted one');
 
-  const { model, pipeline } = await loadPipeline(tf, modelDir, { maxPixels: 36_000_000, honourExif: false });
+  // The engine the server runs: worker threads, batches across them.
+  const pool = await startWorkerPool({ modelDir, workers: 2, device: 'cpu', maxPixels: 36_000_000, honourExif: false, maxBatch: 32, maxDelayMs: 0, logger: memoryLogger() });
   const app = createApp({
-    config: appConfig({ requestTimeoutMs: 60_000 }),
+    config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256 }),
     logger: memoryLogger(),
-    ready: { pipeline, health: healthInfo(model, runtimeHealth(info)) },
+    ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)) },
   });
   const server = await serve(app.koa.callback());
   return {
     url: server.url,
+    tensors: () => pool.tensors(),
     reference(files) {
       const script = path.join(__dirname, 'reference_predict.py');
       const out = execFileSync(PYTHON, [script, '--checkpoint', checkpoint, ...files], { maxBuffer: 64 << 20 }).toString();
@@ -55,7 +58,7 @@ export async function serveDemoModel(): Promise<DemoServer> {
     },
     async close() {
       await server.close();
-      model.dispose();
+      await pool.close();
     },
   };
 }

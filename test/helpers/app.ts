@@ -6,9 +6,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { AppConfig } from '../../src/app';
+import type { AppConfig } from '../../src/http/state';
 import { parseConfig } from '../../src/config';
-import type { ModelMetadata } from '../../src/model';
+import type { ModelMetadata } from '../../src/engine/model';
 import type { Logger, LogFields } from '../../src/logger';
 import { cacheKey, PYTHON } from './cache';
 

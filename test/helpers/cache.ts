@@ -7,10 +7,11 @@ export const PYTHON = process.env.PYTHON ?? '/usr/bin/python3';
 
 let versions: string | undefined;
 
-/** The versions of the Python stack the references and exports run on, and of Node and TensorFlow.js. */
+/** The versions of the Python stack (and its BLAS) the references and exports run on, and of Node and TensorFlow.js. */
 export function toolVersions(): string {
   versions ??= JSON.stringify({
-    python: execFileSync(PYTHON, ['-c', 'import sys, numpy, PIL, torch, torchvision, onnx; print(sys.version, numpy.__version__, PIL.__version__, torch.__version__, torchvision.__version__, onnx.__version__)'], { encoding: 'utf8' }).trim(),
+    // The BLAS behind numpy and torch too: Debian switches it by alternatives, and results depend on it.
+    python: execFileSync(PYTHON, ['-c', 'import os, sys, numpy, PIL, torch, torchvision, onnx; print(sys.version, numpy.__version__, PIL.__version__, torch.__version__, torchvision.__version__, onnx.__version__, os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3"))'], { encoding: 'utf8' }).trim(),
     node: process.version,
     tfjs: (JSON.parse(readFileSync(require.resolve('@tensorflow/tfjs-node/package.json'), 'utf8')) as { version: string }).version,
   });

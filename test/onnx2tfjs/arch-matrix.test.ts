@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cacheKey, PYTHON } from '../helpers/cache';
 import { tf } from '../helpers/runtime';
-import { loadConverted } from './harness';
+import { loadConverted, loadSession } from './harness';
 import { convertOnnx } from '../../tools/onnx2tfjs/converter';
 import { checkParity, readReference } from '../../tools/onnx2tfjs/parity';
 import { readUnsupportedArchs } from '../../tools/onnx2tfjs/coverage';
@@ -59,14 +59,25 @@ for (const { arch, size, opset } of cases) {
     const t0 = Date.now();
     const m = convertOnnx(readFileSync(path.join(dir, 'model.onnx')), { nhwcInputs: ['input'], rename: { input: 'input', logits: 'logits' } });
     const convertMs = Date.now() - t0;
+    const reference = readReference(path.join(dir, 'reference.json'));
     const g = await loadConverted(m);
     const before = tf.memory().numTensors;
-    const r = checkParity(tf, g, readReference(path.join(dir, 'reference.json')));
+    const r = checkParity(tf, g, reference);
     assert.is(tf.memory().numTensors, before, 'parity run leaked tensors');
     g.dispose();
+    // The same gate on the path the server runs: the whole graph as one TensorFlow session.
+    const session = await loadSession(m);
+    let s: ReturnType<typeof checkParity>;
+    try {
+      s = checkParity(tf, session, reference);
+    } finally {
+      session.dispose();
+    }
     assert.ok(r.tolerance > 1e-4, `${arch}: the reference logits are degenerate (max |logit| <= 1), the gate would be blind`);
-    console.log(`  ${arch} ${size}x${size} op${opset}: max |diff| ${r.byBatch.map((b) => `b${b.batch} ${b.maxAbsDiff.toExponential(2)}`).join(', ')}, tolerance ${r.tolerance.toExponential(2)}, converted in ${convertMs} ms`);
+    const diffs = (p: typeof r) => p.byBatch.map((b) => `b${b.batch} ${b.maxAbsDiff.toExponential(2)}`).join(', ');
+    console.log(`  ${arch} ${size}x${size} op${opset}: max |diff| ${diffs(r)}, session ${diffs(s)}, tolerance ${r.tolerance.toExponential(2)}, converted in ${convertMs} ms`);
     assert.ok(r.ok, `${arch} ${size}: max |logit_tfjs - logit_torch| ${r.maxAbsDiff} > ${r.tolerance}`);
+    assert.ok(s.ok, `${arch} ${size}: on the server's session, max |logit - logit_torch| ${s.maxAbsDiff} > ${s.tolerance}`);
   });
 }
 

@@ -11,7 +11,7 @@ import { tf } from '../helpers/runtime';
 import { A, buildModel, Feed, ModelSpec, randConst, runOrt } from './harness';
 import { runCli } from '../../tools/onnx2tfjs/cli';
 import { SHARD_BYTES } from '../../tools/onnx2tfjs/writer';
-import { Model } from '../../src/model';
+import { Model } from '../../src/engine/model';
 
 const CLASSES = 5;
 const SIZE = 8;

@@ -1,10 +1,17 @@
 // Test harness: builds ONNX models with onnx-proto, runs them on onnxruntime-node and, converted, on tfjs-node.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Tensor } from '@tensorflow/tfjs-node';
 import { onnx } from 'onnx-proto';
 import * as assert from 'uvu/assert';
 import { tf } from '../helpers/runtime';
 import { assertClose } from '../helpers/assert-close';
 import { seeded } from '../helpers/tiny-graph-model';
+import { SIGNATURE_KEY, TAGS } from '../../src/engine/saved-model';
+import { modelSavedModelBytes } from '../../src/engine/session-graph';
 import { convertOnnx, ConvertedModel, ConvertOptions } from '../../tools/onnx2tfjs';
+import type { ParityModel } from '../../tools/onnx2tfjs/parity';
 
 const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
 
@@ -118,6 +125,31 @@ export async function loadConverted(m: ConvertedModel) {
     weightData: m.weightData.slice().buffer,
     signature: m.signature,
   } as Parameters<typeof tf.io.fromMemory>[0]));
+}
+
+/**
+ * The converted model as the server runs it: one TensorFlow session (a SavedModel written by src/engine), for the
+ * parity gate. Single input and output; `dispose` ends the session.
+ */
+export async function loadSession(m: ConvertedModel): Promise<ParityModel & { dispose(): void }> {
+  const spec = (entry: { name: string; tensorShape: { dim: { size: string }[] } }) => ({
+    name: entry.name.replace(/:0$/, ''),
+    shape: entry.tensorShape.dim.map((d) => (/^-?\d+$/.test(d.size) ? Number(d.size) : -1)),
+  });
+  const [input] = Object.values(m.signature.inputs);
+  const [output] = Object.values(m.signature.outputs);
+  const bytes = modelSavedModelBytes(
+    { modelTopology: m.modelTopology, weightSpecs: m.weightSpecs, weightData: m.weightData.slice().buffer },
+    { input: spec(input), output: spec(output) },
+  );
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'harness-session-'));
+  try {
+    writeFileSync(path.join(dir, 'saved_model.pb'), bytes);
+    const session = await tf.node.loadSavedModel(dir, TAGS, SIGNATURE_KEY);
+    return { execute: (inputs) => session.predict(Object.values(inputs)[0]) as Tensor, dispose: () => session.dispose() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Runs the converted model; 4-D feeds of `nhwcInputs` are transposed NCHW -> NHWC first. */

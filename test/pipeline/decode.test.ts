@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeImage, onceSucceeded, type DecodeOptions } from '../../src/decode';
+import { decodeImage, onceSucceeded, type DecodeOptions } from '../../src/image/decode';
 import { ServiceError } from '../../src/errors';
 import type { Tf } from '../../src/runtime';
 import { tempDir } from '../helpers/app';
 import { tf } from '../helpers/runtime';
-import { createPreprocessor } from '../../src/preprocess';
+import { createPreprocessor } from '../../src/image/preprocess';
 import { IMAGES, pipelineReference } from './reference';
 
 const OPTIONS: DecodeOptions = { maxPixels: 50_000_000, honourExif: false };

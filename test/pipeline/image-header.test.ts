@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ServiceError } from '../../src/errors';
-import { checkPixelLimit, readImageHeader } from '../../src/image-header';
+import { checkPixelLimit, readImageHeader } from '../../src/image/header';
 import { IMAGES } from './reference';
 
 const manifest = readFileSync(join(IMAGES, 'MANIFEST.tsv'), 'utf8').trim().split('\n').slice(1).map((line) => {

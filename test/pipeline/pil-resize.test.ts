@@ -1,7 +1,7 @@
 // Pillow-exact bilinear resize: the tf-op implementation against Pillow itself on awkward synthetic sizes, bit for bit.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bilinearCoefficients, passPrecision, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/pil-resize';
+import { bilinearCoefficients, passPrecision, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/image/pil-resize';
 import { tf } from '../helpers/runtime';
 import { pillowResize, type ResizeCase } from './reference';
 

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeImage } from '../../src/decode';
-import { resizeWeights } from '../../src/pil-resize';
-import { createPreprocessor, LruCache } from '../../src/preprocess';
+import { decodeImage } from '../../src/image/decode';
+import { resizeWeights } from '../../src/image/pil-resize';
+import { createPreprocessor, LruCache } from '../../src/image/preprocess';
 import { tf } from '../helpers/runtime';
 import { IMAGES, pipelineReference, type PipelineEntry, type PipelineSpec } from './reference';
 

@@ -3,12 +3,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createApp, type AppConfig, type AppDeps, type Ready } from '../../src/app';
-import { decodeImage } from '../../src/decode';
-import type { Model } from '../../src/model';
-import { createPipeline, loadPipeline } from '../../src/pipeline';
-import { createPreprocessor } from '../../src/preprocess';
-import { healthInfo, runtimeHealth } from '../../src/routes/health';
+import { createApp } from '../../src/http/app';
+import type { AppConfig, AppDeps, Ready } from '../../src/http/state';
+import { decodeImage } from '../../src/image/decode';
+import type { Model } from '../../src/engine/model';
+import { createPipeline, loadPipeline } from '../../src/engine/pipeline';
+import { createPreprocessor } from '../../src/image/preprocess';
+import { healthInfo, runtimeHealth } from '../../src/http/routes/health';
 import { appConfig, memoryLogger, postImage, request, serve, tempDir, writeTinyModel, type TinyWeights } from '../helpers/app';
 import { IMAGES } from '../helpers/fixtures';
 import { pipelineReference } from '../pipeline/reference';
@@ -72,7 +73,7 @@ test.before(async () => {
   weights = tiny.weights;
   const loaded = await loadPipeline(tf, tiny.dir, { maxPixels: 36_000_000, honourExif: false });
   model = loaded.model;
-  ready = { pipeline: loaded.pipeline, health: healthInfo(model, runtime) };
+  ready = { pipeline: loaded.pipeline, health: healthInfo(model.metadata, runtime) };
 });
 
 test.after(() => model.dispose());
@@ -387,14 +388,14 @@ test('a client that disconnects while its request is queued: the prediction is d
       return decodeImage(tf, bytes, { maxPixels: 36_000_000, honourExif: false });
     },
   });
-  let queuedCall = () => undefined as void;
-  const secondQueued = new Promise<void>((resolve) => (queuedCall = resolve));
+  let queuedCall = (_settled: Promise<unknown>) => undefined as void;
+  const secondQueued = new Promise<Promise<unknown>>((resolve) => (queuedCall = resolve));
   let calls = 0;
   const pipeline = {
     numClasses: inner.numClasses,
     predict: (...args: Parameters<typeof inner.predict>) => {
       const result = inner.predict(...args);
-      if (++calls === 2) queuedCall();
+      if (++calls === 2) queuedCall(result.then(() => 'ran', () => 'dropped'));
       return result;
     },
   };
@@ -408,9 +409,11 @@ test('a client that disconnects while its request is queued: the prediction is d
     form.append('image', new Blob([bytes]), 'a.jpg');
     const gone = fetch(`${url}/predict`, { method: 'POST', body: form, signal: leaving.signal });
     gone.catch(() => undefined);
-    await secondQueued;
+    const settled = await secondQueued;
     leaving.abort();
     await gone.then(() => assert.unreachable('the aborted request has no answer'), () => undefined);
+    // The server saw the disconnect and dropped the queued prediction before the holder finished.
+    assert.is(await settled, 'dropped');
     release();
     assert.is((await holder).status, 200);
     // The queue runs in order: had the abandoned prediction run, it would have decoded before this one.
@@ -422,7 +425,7 @@ test('a client that disconnects while its request is queued: the prediction is d
 test('the pixel limit applies over HTTP: 413 image_too_large from the header, then service as usual', async () => {
   const limited = await loadPipeline(tf, writeTinyModel(tempDir('app-model'), { classes: CLASSES, height: 8, width: 8 }).dir, { maxPixels: 380 * 254 - 1, honourExif: false });
   try {
-    await withApp({ ready: { pipeline: limited.pipeline, health: healthInfo(limited.model, runtime) } }, async (url) => {
+    await withApp({ ready: { pipeline: limited.pipeline, health: healthInfo(limited.model.metadata, runtime) } }, async (url) => {
       const reply = await postImage(url, photo('p04-tree.jpg'));
       assert.is(reply.status, 413);
       assert.is((reply.body as { error: { code: string } }).error.code, 'image_too_large');

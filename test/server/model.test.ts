@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Tensor4D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Model, ModelLoadError, type ModelMetadata } from '../../src/model';
+import { Model, ModelLoadError, type ModelMetadata } from '../../src/engine/model';
 import { tempDir, writeMetadata, writeTinyModel } from '../helpers/app';
 import { tf } from '../helpers/runtime';
 
@@ -154,7 +154,7 @@ test('input or output names that differ from metadata are refused, naming both',
   assert.match((await loadError(input.dir)).message, 'has inputs [input]; metadata.json expects one input "pixels"');
   const output = writeTinyModel(tempDir('model'));
   writeMetadata(output.dir, { ...output.metadata, output: { ...output.metadata.output, name: 'probabilities' } });
-  assert.match((await loadError(output.dir)).message, 'metadata.json expects "probabilities"');
+  assert.match((await loadError(output.dir)).message, 'has no node "probabilities", the output metadata.json names');
 });
 
 test('weights that give non-finite logits for a zero image are refused as corrupt', async () => {

@@ -3,14 +3,14 @@ import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ServiceError } from '../../src/errors';
-import { Model } from '../../src/model';
-import { createPipeline, type DecodedImage, type PipelineDeps } from '../../src/pipeline';
-import { createPreprocessor } from '../../src/preprocess';
+import { Model } from '../../src/engine/model';
+import { createPipeline, type DecodedImage, type Stages } from '../../src/engine/pipeline';
+import { createPreprocessor } from '../../src/image/preprocess';
 import { tempDir, writeTinyModel } from '../helpers/app';
 import { tf } from '../helpers/runtime';
 
 let model: Model;
-let preprocess: PipelineDeps['preprocess'];
+let preprocess: Stages['preprocess'];
 
 /** A decoder that makes a flat grey image of value bytes[0], so each call is recognisable. */
 function greyDecode(bytes: Uint8Array): DecodedImage {
@@ -25,7 +25,7 @@ test.before(async () => {
 
 test.after(() => model.dispose());
 
-test('calls run one at a time, in order, and give the same answer as alone', async () => {
+test('calls queued together run as one batch, in order, one image at a time, and answer as each alone', async () => {
   let active = 0;
   let maxActive = 0;
   const order: number[] = [];

@@ -1,7 +1,7 @@
 // Postprocess: softmax + top-k against a float64 reference, labels, k bounds, no tensor left behind.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { topPredictions } from '../../src/postprocess';
+import { topPredictions } from '../../src/engine/postprocess';
 import { tf } from '../helpers/runtime';
 
 function referenceTopk(logits: number[], k: number): { index: number; p: number }[] {

@@ -46,7 +46,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       tf,
     });
     const batches = r.parity.byBatch.map((b) => `batch ${b.batch}: ${b.maxAbsDiff.toExponential(3)}`).join(', ');
-    io.log(`onnx2tfjs: converted in ${r.convertMs} ms; parity max |logit_tfjs - logit_torch| = ${r.parity.maxAbsDiff.toExponential(3)} (${batches}) <= tolerance ${r.parity.tolerance.toExponential(3)}`);
+    io.log(`onnx2tfjs: converted in ${r.convertMs} ms; parity max |logit_tfjs - logit_torch| = ${r.parity.maxAbsDiff.toExponential(3)} (${batches}), on the server's session ${r.session.maxAbsDiff.toExponential(3)}, <= tolerance ${r.parity.tolerance.toExponential(3)}`);
     io.log(`onnx2tfjs: wrote ${values.out} (${r.files.length} files, ${r.files.reduce((a, f) => a + f.bytes, 0)} bytes)`);
     return 0;
   } catch (e) {

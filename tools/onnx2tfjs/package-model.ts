@@ -3,7 +3,8 @@ import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync
 import path from 'node:path';
 import type { Tf } from '../../src/runtime';
 import { convertGraph } from './converter';
-import { checkParity, ParityResult, readReference } from './parity';
+import { Model } from '../../src/engine/model';
+import { checkParity, ParityResult, readReference, sessionParityModel } from './parity';
 import { readOnnx } from './reader';
 import { CONVERTER_NAME, CONVERTER_VERSION, writeGraphModel } from './writer';
 
@@ -62,6 +63,8 @@ export interface PackageOptions {
 
 export interface PackageResult {
   parity: ParityResult;
+  /** The same gate on the server's path (one TensorFlow session). */
+  session: ParityResult;
   files: { path: string; bytes: number; sha256: string }[];
   convertMs: number;
 }
@@ -164,9 +167,25 @@ export async function packageModel(opts: PackageOptions): Promise<PackageResult>
     if (!parity.ok) {
       throw new ConvertError(`parity gate failed: max |logit_tfjs - logit_torch| = ${parity.maxAbsDiff.toExponential(3)} > tolerance ${parity.tolerance.toExponential(3)}; ${opts.outDir} was left unchanged`);
     }
-    writeFileSync(path.join(staging, 'metadata.json'), `${JSON.stringify({ ...metadata, parity: { max_abs_diff: parity.maxAbsDiff, tolerance: parity.tolerance } }, null, 2)}\n`);
+    // The same gate on the path the server runs: the folder loaded as one TensorFlow session.
+    writeFileSync(path.join(staging, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`);
+    let session: ParityResult;
+    try {
+      const served = await Model.load(opts.tf, staging);
+      try {
+        session = checkParity(opts.tf, sessionParityModel(served), ref);
+      } finally {
+        served.dispose();
+      }
+    } catch (e) {
+      throw new ConvertError(`the server's TensorFlow session cannot run the converted graph (${(e as Error).message}); ${opts.outDir} was left unchanged`);
+    }
+    if (!session.ok) {
+      throw new ConvertError(`parity gate failed on the server's session: max |logit_session - logit_torch| = ${session.maxAbsDiff.toExponential(3)} > tolerance ${session.tolerance.toExponential(3)}; ${opts.outDir} was left unchanged`);
+    }
+    writeFileSync(path.join(staging, 'metadata.json'), `${JSON.stringify({ ...metadata, parity: { max_abs_diff: parity.maxAbsDiff, session_max_abs_diff: session.maxAbsDiff, tolerance: parity.tolerance } }, null, 2)}\n`);
     replaceDir(staging, opts.outDir);
-    return { parity, files, convertMs };
+    return { parity, session, files, convertMs };
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }

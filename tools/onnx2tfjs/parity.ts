@@ -1,7 +1,8 @@
 // The parity gate: run a converted graph model on the PyTorch reference batch and compare logits.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { GraphModel } from '@tensorflow/tfjs-node';
+import type { Tensor, Tensor4D } from '@tensorflow/tfjs-node';
+import type { Model } from '../../src/engine/model';
 import type { Tf } from '../../src/runtime';
 
 /** reference.json with its raw float32 files loaded (docs/architecture.md). */
@@ -47,18 +48,28 @@ export function readReference(file: string): Reference {
   };
 }
 
+/** What the gate runs: a graph model's execute, or the server's session (sessionParityModel). */
+export interface ParityModel {
+  execute(inputs: Record<string, Tensor>, output: string): Tensor | Tensor[];
+}
+
+/** The server's path, one TensorFlow session per batch (src/engine/model.ts), as a ParityModel. */
+export function sessionParityModel(model: Model): ParityModel {
+  return { execute: (inputs) => model.predict(Object.values(inputs)[0] as Tensor4D) };
+}
+
 /**
  * Runs `model` (input key `inputKey`, NHWC) on the reference batch and on its first sample alone and compares
  * with PyTorch's logits. Leaves no tensors behind.
  */
-export function checkParity(tf: Tf, model: GraphModel, ref: Reference, inputKey = 'input', outputKey = 'logits'): ParityResult {
+export function checkParity(tf: Tf, model: ParityModel, ref: Reference, inputKey = 'input', outputKey = 'logits'): ParityResult {
   const [n, classes] = ref.logitsShape;
   const maxLogit = ref.logits.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
   const tolerance = 1e-4 * Math.max(1, maxLogit);
   const byBatch = [n, 1].filter((b, i) => i === 0 || b !== n).map((batch) => {
     const got = tf.tidy(() => {
       const nchw = tf.tensor4d(ref.input.subarray(0, (ref.input.length / n) * batch), [batch, ...ref.inputShape.slice(1)] as [number, number, number, number]);
-      const out = model.execute({ [inputKey]: tf.transpose(nchw, [0, 2, 3, 1]) }, outputKey) as import('@tensorflow/tfjs-node').Tensor;
+      const out = model.execute({ [inputKey]: tf.transpose(nchw, [0, 2, 3, 1]) }, outputKey) as Tensor;
       return out.dataSync() as Float32Array;
     });
     if (got.length !== batch * classes) throw new RangeError(`the converted model answers ${got.length / batch} values per sample, the reference has ${classes}`);

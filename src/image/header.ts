@@ -1,6 +1,6 @@
 // Reads an upload's format, pixel size and EXIF orientation from its header, so bad input is refused before decoding.
 
-import { ServiceError } from './errors';
+import { ServiceError } from '../errors';
 
 export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'bmp' | 'webp' | 'tiff';
 

@@ -1,35 +1,12 @@
 // createApp(deps): the Koa application (middleware order and routes); it never listens, so tests drive app.callback().
 import Koa from 'koa';
 import Router from '@koa/router';
-import type { Config } from './config';
-import { ServiceError, errorMiddleware } from './errors';
-import type { Logger } from './logger';
-import type { Pipeline } from './pipeline';
-import { healthRoute, type HealthInfo } from './routes/health';
+import { ServiceError } from '../errors';
+import type { Logger } from '../logger';
+import { errorMiddleware } from './error-middleware';
+import { healthRoute } from './routes/health';
 import { predictRoute } from './routes/predict';
-
-/** What the server needs once the model is loaded and warm. */
-export interface Ready {
-  pipeline: Pipeline;
-  health: HealthInfo;
-}
-
-export type AppConfig = Pick<Config, 'topk' | 'maxUploadBytes' | 'maxInFlight' | 'requestTimeoutMs' | 'compat'>;
-
-export interface AppDeps {
-  config: AppConfig;
-  logger: Logger;
-  /** The loaded model's pipeline; a promise lets the server listen (health 503) while the model loads. */
-  ready: Ready | Promise<Ready>;
-}
-
-/** Shared mutable state of one app: readiness, shutdown and the count of prediction requests held. */
-export class AppState {
-  ready: Ready | undefined;
-  failure: Error | undefined;
-  stopping = false;
-  inFlight = 0;
-}
+import { AppState, type AppDeps } from './state';
 
 export interface App {
   koa: Koa;

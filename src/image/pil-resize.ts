@@ -15,7 +15,7 @@
 // multiply in int32 directly. The horizontal pass works on rows of interleaved RGB (no transpose of the image: that
 // costs as much as the products) and each group of output columns reads only the band of source columns it needs.
 import type { Tensor, Tensor2D, Tensor3D } from '@tensorflow/tfjs-node';
-import type { Tf } from './runtime';
+import type { Tf } from '../runtime';
 
 /** Fractional bits of Pillow's fixed-point coefficients. */
 export const PRECISION_BITS = 22;

@@ -1,6 +1,6 @@
 // Postprocess stage: one image's logits -> softmax -> tf.topk -> [{label, probability}], as plain data.
 import type { Tensor1D } from '@tensorflow/tfjs-node';
-import type { Tf } from './runtime';
+import type { Tf } from '../runtime';
 
 /** One entry of the answer: probability is the float32 softmax value as a JS number, not rounded. */
 export interface Prediction {

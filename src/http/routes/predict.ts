@@ -1,9 +1,9 @@
 // POST /predict: admission (ready, not overloaded), multipart upload of field `image`, topk, then the pipeline.
 import multer from '@koa/multer';
 import type { Middleware } from 'koa';
-import type { AppConfig, AppState, Ready } from '../app';
-import { ServiceError } from '../errors';
-import type { Prediction } from '../postprocess';
+import type { Prediction } from '../../engine/postprocess';
+import { ServiceError } from '../../errors';
+import type { AppConfig, AppState, Ready } from '../state';
 
 /** Exactly the original demo's success body. */
 export interface PredictBody {

@@ -1,10 +1,15 @@
-// The converted classifier: Model.load validates model_tfjs/ against metadata.json, loads and warms it; predict runs it.
+// The converted classifier: readModelFolder validates model_tfjs/ against metadata.json (no TensorFlow needed);
+// Model.load runs it as one TensorFlow session (session-graph.ts), warmed up; predict runs a batch.
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
-import type { GraphModel, Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
-import type { Tf } from './runtime';
+import type { Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
+import type { Tf } from '../runtime';
+import { SIGNATURE_KEY, TAGS } from './saved-model';
+import { modelSavedModelBytes, type GraphModelArtifacts } from './session-graph';
 
 /** metadata.json as written by `make convert` (docs/architecture.md). */
 export interface ModelMetadata {
@@ -33,56 +38,111 @@ export class ModelLoadError extends Error {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** A verified model folder: its metadata and the graph model's parts, ready to become a session. */
+export interface ModelFolder {
+  dir: string;
+  metadata: ModelMetadata;
+  artifacts: GraphModelArtifacts;
+}
+
+/**
+ * Reads `dir/metadata.json`, checks every listed file (size and sha256) and parses model.json and its weights:
+ * everything but TensorFlow, so the server's main thread can check a folder before any worker loads it.
+ */
+export async function readModelFolder(dir: string): Promise<ModelFolder> {
+  const metadataPath = path.join(dir, 'metadata.json');
+  const metadata = validateMetadata(parseJson(await readText(metadataPath), metadataPath), metadataPath);
+  const files = new Map<string, Buffer>();
+  for (const entry of metadata.files) files.set(entry.path, await readVerified(dir, entry));
+
+  const modelJsonPath = path.join(dir, 'model.json');
+  const modelJson = files.get('model.json');
+  if (!modelJson) throw new ModelLoadError(`${metadataPath} does not list model.json.`);
+  const json = parseModelJson(modelJson, modelJsonPath);
+  const weightBuffers: Buffer[] = [];
+  for (const group of json.weightsManifest) {
+    for (const shard of group.paths) {
+      const bytes = files.get(shard);
+      if (!bytes) throw new ModelLoadError(`${modelJsonPath} names weight file ${shard}, which ${metadataPath} does not list.`);
+      weightBuffers.push(bytes);
+    }
+  }
+  const nodes = json.modelTopology.node;
+  const has = (name: string, op?: string) => nodes.some((n) => n.name === name && (op === undefined || n.op === op));
+  const inputs = nodes.filter((n) => n.op === 'Placeholder').map((n) => n.name);
+  if (inputs.length !== 1 || inputs[0] !== metadata.input.name) {
+    throw new ModelLoadError(`${modelJsonPath} has inputs [${inputs.join(', ')}]; metadata.json expects one input "${metadata.input.name}".`);
+  }
+  if (!has(metadata.output.name)) {
+    throw new ModelLoadError(`${modelJsonPath} has no node "${metadata.output.name}", the output metadata.json names.`);
+  }
+  const declared = nodes.find((n) => n.op === 'Placeholder')?.attr?.shape?.shape?.dim?.map((d) => Number(d.size));
+  const expected = metadata.input.shape;
+  if (!declared || declared.length !== 4 || !declared.every((d, i) => d === -1 || i === 0 || d === expected[i])) {
+    throw new ModelLoadError(`${modelJsonPath} declares input shape [${declared?.join(', ') ?? '?'}]; metadata.json says [${expected.join(', ')}].`);
+  }
+  const artifacts: GraphModelArtifacts = {
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest.flatMap((group) => group.weights),
+    weightData: concatToArrayBuffer(weightBuffers),
+  };
+  return { dir, metadata, artifacts };
+}
+
+/**
+ * Writes the folder's graph as a SavedModel into a new temporary folder (saved_model.pb, no variables) and returns
+ * it; the caller removes it once every session that needs it is loaded.
+ */
+export function writeSessionModel(folder: ModelFolder): string {
+  const { metadata } = folder;
+  let bytes: Uint8Array;
+  try {
+    bytes = modelSavedModelBytes(folder.artifacts, { input: { name: metadata.input.name, shape: metadata.input.shape }, output: { name: metadata.output.name, shape: metadata.output.shape } });
+  } catch (err) {
+    throw new ModelLoadError(`${path.join(folder.dir, 'model.json')} cannot become a TensorFlow graph: ${(err as Error).message}.`, { cause: err });
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'torch-serve-node-session-'));
+  writeFileSync(path.join(dir, 'saved_model.pb'), bytes);
+  return dir;
+}
+
+type SavedModel = Awaited<ReturnType<Tf['node']['loadSavedModel']>>;
+
 export class Model {
   readonly metadata: Readonly<ModelMetadata>;
   readonly dir: string;
   private readonly tf: Tf;
-  private graph: GraphModel | undefined;
+  private session: SavedModel | undefined;
 
-  private constructor(tf: Tf, graph: GraphModel, metadata: ModelMetadata, dir: string) {
+  private constructor(tf: Tf, session: SavedModel, metadata: ModelMetadata, dir: string) {
     this.tf = tf;
-    this.graph = graph;
+    this.session = session;
     this.metadata = metadata;
     this.dir = dir;
   }
 
-  /**
-   * Reads `dir/metadata.json`, checks every listed file (size and sha256), loads exactly the verified bytes as a
-   * graph model, checks its input and output against the metadata, and runs one warm-up batch.
-   */
+  /** Reads and verifies `dir` (readModelFolder), loads it as a TensorFlow session and runs one warm-up batch. */
   static async load(tf: Tf, dir: string): Promise<Model> {
-    const metadataPath = path.join(dir, 'metadata.json');
-    const metadata = validateMetadata(JSON.parse(await readText(metadataPath)) as unknown, metadataPath);
-    const files = new Map<string, Buffer>();
-    for (const entry of metadata.files) files.set(entry.path, await readVerified(dir, entry));
-
-    const modelJsonPath = path.join(dir, 'model.json');
-    const modelJson = files.get('model.json');
-    if (!modelJson) throw new ModelLoadError(`${metadataPath} does not list model.json.`);
-    const artifacts = parseModelJson(modelJson, modelJsonPath);
-    const weightBuffers: Buffer[] = [];
-    for (const group of artifacts.weightsManifest) {
-      for (const shard of group.paths) {
-        const bytes = files.get(shard);
-        if (!bytes) throw new ModelLoadError(`${modelJsonPath} names weight file ${shard}, which ${metadataPath} does not list.`);
-        weightBuffers.push(bytes);
-      }
-    }
-    const weightData = concatToArrayBuffer(weightBuffers);
-    const weightSpecs = artifacts.weightsManifest.flatMap((group) => group.weights);
-
-    let graph: GraphModel;
+    const folder = await readModelFolder(dir);
+    const sessionDir = writeSessionModel(folder);
     try {
-      graph = await tf.loadGraphModel(
-        tf.io.fromMemory({ modelTopology: artifacts.modelTopology, format: artifacts.format, signature: artifacts.signature, weightSpecs, weightData }),
-      );
+      return await Model.fromSession(tf, folder.metadata, dir, sessionDir);
+    } finally {
+      rmSync(sessionDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Loads a SavedModel that writeSessionModel wrote for the folder `dir` (whose metadata is given), and warms it. */
+  static async fromSession(tf: Tf, metadata: ModelMetadata, dir: string, sessionDir: string): Promise<Model> {
+    let session: SavedModel;
+    try {
+      session = await tf.node.loadSavedModel(sessionDir, TAGS, SIGNATURE_KEY);
     } catch (err) {
-      throw new ModelLoadError(`TensorFlow.js could not load ${modelJsonPath}: ${(err as Error).message}.`, { cause: err });
+      throw new ModelLoadError(`TensorFlow could not load the graph of ${path.join(dir, 'model.json')}: ${(err as Error).message}.`, { cause: err });
     }
-    const model = new Model(tf, graph, metadata, dir);
+    const model = new Model(tf, session, metadata, dir);
     try {
-      model.checkSignature(modelJsonPath);
-      model.warmUp(modelJsonPath);
+      model.warmUp(path.join(dir, 'model.json'));
     } catch (err) {
       model.dispose();
       throw err;
@@ -106,41 +166,24 @@ export class Model {
 
   /** Logits (pre-softmax) float32 [N, C] for a normalised float32 NHWC batch [N, H, W, 3]; the caller disposes. */
   predict(batch: Tensor4D): Tensor2D {
-    const graph = this.graph;
-    if (!graph) throw new Error('Model.predict called after dispose()');
+    const session = this.session;
+    if (!session) throw new Error('Model.predict called after dispose()');
     const { height, width } = this.inputSize;
     const [n, h, w, c] = batch.shape;
     if (batch.dtype !== 'float32') throw new TypeError(`Model.predict expects a float32 batch, got ${batch.dtype}`);
     if (batch.rank !== 4 || h !== height || w !== width || c !== 3 || n < 1) {
       throw new RangeError(`Model.predict expects a batch [N, ${height}, ${width}, 3], got [${batch.shape.join(', ')}]`);
     }
-    const { input, output } = this.metadata;
-    return this.tf.tidy(() => graph.execute({ [input.name]: batch }, output.name) as Tensor2D);
+    // One session run: TensorFlow executes the whole graph for the batch.
+    return session.predict(batch) as Tensor as Tensor2D;
   }
 
   dispose(): void {
-    this.graph?.dispose();
-    this.graph = undefined;
+    this.session?.dispose();
+    this.session = undefined;
   }
 
-  private checkSignature(modelJsonPath: string): void {
-    const graph = this.graph as GraphModel;
-    const { input, output } = this.metadata;
-    if (graph.inputNodes.length !== 1 || graph.inputNodes[0] !== input.name) {
-      throw new ModelLoadError(`${modelJsonPath} has inputs [${graph.inputNodes.join(', ')}]; metadata.json expects one input "${input.name}".`);
-    }
-    if (!graph.outputNodes.includes(output.name)) {
-      throw new ModelLoadError(`${modelJsonPath} has outputs [${graph.outputNodes.join(', ')}]; metadata.json expects "${output.name}".`);
-    }
-    const declared = graph.inputs[0]?.shape;
-    const expected = input.shape;
-    const fits = declared && declared.length === 4 && declared.every((d, i) => d === -1 || d === null || i === 0 || d === expected[i]);
-    if (!fits) {
-      throw new ModelLoadError(`${modelJsonPath} declares input shape [${declared?.join(', ') ?? '?'}]; metadata.json says [${expected.join(', ')}].`);
-    }
-  }
-
-  /** Runs a zero batch once so the first request does not pay for kernel setup, and checks the output shape. */
+  /** Runs a zero batch once so the first request does not pay for graph setup, and checks the output. */
   private warmUp(modelJsonPath: string): void {
     const { height, width } = this.inputSize;
     const logits = this.tf.tidy(() => this.predict(this.tf.zeros([1, height, width, 3], 'float32') as Tensor4D));
@@ -155,6 +198,14 @@ export class Model {
     } finally {
       logits.dispose();
     }
+  }
+}
+
+function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ModelLoadError(`${file} is not valid JSON (${(err as Error).message}).`, { cause: err });
   }
 }
 
@@ -186,7 +237,7 @@ async function readVerified(dir: string, entry: ModelMetadata['files'][number]):
 
 interface GraphModelJson {
   format: string;
-  modelTopology: object;
+  modelTopology: GraphModelArtifacts['modelTopology'];
   signature?: object;
   weightsManifest: { paths: string[]; weights: io.WeightsManifestEntry[] }[];
 }
@@ -198,7 +249,7 @@ function parseModelJson(bytes: Buffer, file: string): GraphModelJson {
   } catch (err) {
     throw new ModelLoadError(`${file} is not valid JSON (${(err as Error).message}).`, { cause: err });
   }
-  if (json.format !== 'graph-model' || typeof json.modelTopology !== 'object' || !Array.isArray(json.weightsManifest)) {
+  if (json.format !== 'graph-model' || !Array.isArray(json.modelTopology?.node) || !Array.isArray(json.weightsManifest)) {
     throw new ModelLoadError(`${file} is not a TF.js graph model (format "graph-model" with modelTopology and weightsManifest).`);
   }
   return json as GraphModelJson;

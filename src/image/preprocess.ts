@@ -1,7 +1,7 @@
 // Stage 2: RGB pixels -> the model's input, torchvision's Resize((H, W)) + ToTensor + Normalize(mean, std) in tf ops.
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { resizeBilinearPil, resizeWeights, type ResizeWeights } from './pil-resize';
-import type { Tf } from './runtime';
+import type { Tf } from '../runtime';
 
 export interface PreprocessOptions {
   /** Model input size in pixels. */

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import decodeWebpWasm, { init as initWebpWasm } from '@jsquash/webp/decode';
 import { Jimp } from 'jimp';
-import { checkPixelLimit, corrupt, readImageHeader, type ImageFormat, type ImageHeader } from './image-header';
-import type { Tf } from './runtime';
+import { checkPixelLimit, corrupt, readImageHeader, type ImageFormat, type ImageHeader } from './header';
+import type { Tf } from '../runtime';
 
 export interface DecodeOptions {
   /** Largest accepted width x height, checked from the header before any pixel is allocated. */

@@ -1,9 +1,9 @@
 // GET /health: 200 with what is being served once the model is warm; 503 while loading, after a failed load or when stopping.
 import path from 'node:path';
 import type { Middleware } from 'koa';
-import type { AppState } from '../app';
-import type { Model } from '../model';
-import type { RuntimeInfo } from '../runtime';
+import type { ModelMetadata } from '../../engine/model';
+import type { RuntimeInfo } from '../../runtime';
+import type { AppState } from '../state';
 
 /** What /health reports about the model and the TensorFlow runtime serving it. */
 export interface HealthInfo {
@@ -68,8 +68,7 @@ export function healthRoute(state: AppState): Middleware {
 }
 
 /** The /health description of a loaded model and of the runtime that serves it. */
-export function healthInfo(model: Model, runtime: RuntimeHealth): HealthInfo {
-  const meta = model.metadata;
+export function healthInfo(meta: Readonly<ModelMetadata>, runtime: RuntimeHealth): HealthInfo {
   return {
     model: {
       name: path.basename(meta.source.checkpoint),

@@ -1,0 +1,148 @@
+// The whole prediction without HTTP: decode -> preprocess -> infer -> postprocess. Images are decoded and
+// preprocessed one by one and inferred as one batch; a Batcher gathers concurrent requests into those batches.
+import type { Tensor3D, Tensor4D } from '@tensorflow/tfjs-node';
+import { decodeImage } from '../image/decode';
+import { createPreprocessor } from '../image/preprocess';
+import type { Tf } from '../runtime';
+import { Batcher, type BatcherOptions, type Settled } from './batcher';
+import { Model } from './model';
+import { topPredictions, type Prediction } from './postprocess';
+
+/** What the decode stage hands on: RGB pixels [H, W, 3] valued 0..255 (the caller disposes) and what the file was. */
+export interface DecodedImage {
+  pixels: Tensor3D;
+  format: string;
+  width: number;
+  height: number;
+}
+
+/** The stages, each a plain function the batch runner composes. */
+export interface Stages {
+  tf: Tf;
+  model: Pick<Model, 'predict' | 'inputSize' | 'numClasses' | 'labels'>;
+  /** bytes -> RGB pixels; throws ServiceError (415/422/413) for what it refuses. Options are already bound. */
+  decode: (bytes: Uint8Array) => DecodedImage | Promise<DecodedImage>;
+  /** RGB [H, W, 3] (0..255) of any size -> normalised float32 [h, w, 3] at the model's input size (a new tensor). */
+  preprocess: (pixels: Tensor3D) => Tensor3D;
+}
+
+/** One image ready for the model: float32 NHWC values [h, w, 3] (row-major), plus what the upload was. */
+export interface PreparedImage {
+  input: Float32Array;
+  source: { format: string; width: number; height: number };
+}
+
+export interface PredictJob {
+  bytes: Uint8Array;
+  topk: number;
+}
+
+export interface PipelineResult {
+  predictions: Prediction[];
+  source: PreparedImage['source'];
+}
+
+export interface Pipeline {
+  readonly numClasses: number;
+  /**
+   * Top-`topk` predictions for one encoded image. Concurrent calls are batched; aborting `signal` drops a call
+   * still queued (it rejects with the signal's reason and never runs).
+   */
+  predict(bytes: Uint8Array, topk: number, options?: { signal?: AbortSignal }): Promise<PipelineResult>;
+}
+
+/** Stage 1+2: encoded bytes -> plain float32 input; every tensor made here is disposed here. */
+async function prepare(stages: Stages, bytes: Uint8Array): Promise<PreparedImage> {
+  const decoded = await stages.decode(bytes);
+  try {
+    const input = stages.tf.tidy(() => stages.preprocess(decoded.pixels).dataSync() as Float32Array);
+    return { input, source: { format: decoded.format, width: decoded.width, height: decoded.height } };
+  } finally {
+    decoded.pixels.dispose();
+  }
+}
+
+/**
+ * Stage 3: a batch of prepared inputs -> one row of C logits per image, in one model call. TensorFlow's CPU kernels
+ * take another path for a batch of one (matrix-vector products) whose float rounding differs from every larger
+ * batch's, so a lone image runs as a batch of two: an image's answer never depends on what it was batched with.
+ */
+function infer(stages: Stages, inputs: Float32Array[]): Float32Array[] {
+  const { tf, model } = stages;
+  const { height, width } = model.inputSize;
+  const size = height * width * 3;
+  const rows = Math.max(inputs.length, 2);
+  const batch = new Float32Array(rows * size);
+  inputs.forEach((input, i) => batch.set(input, i * size));
+  const logits = tf.tidy(() => model.predict(tf.tensor4d(batch, [rows, height, width, 3], 'float32') as Tensor4D).dataSync() as Float32Array);
+  const classes = model.numClasses;
+  return inputs.map((_, i) => logits.slice(i * classes, (i + 1) * classes));
+}
+
+/**
+ * Runs one batch of jobs: each image prepared on its own (a bad upload fails only its job), all prepared images
+ * inferred in one model call, each answered with its own top-k.
+ */
+export async function runBatch(stages: Stages, jobs: PredictJob[]): Promise<Settled<PipelineResult>[]> {
+  const prepared: Settled<PreparedImage>[] = [];
+  for (const job of jobs) {
+    try {
+      prepared.push({ ok: true, value: await prepare(stages, job.bytes) });
+    } catch (error) {
+      prepared.push({ ok: false, error });
+    }
+  }
+  const ready = prepared.flatMap((p, i) => (p.ok ? [{ i, image: p.value }] : []));
+  let logits: Float32Array[] = [];
+  let failure: Settled<PipelineResult> | undefined;
+  try {
+    if (ready.length > 0) logits = infer(stages, ready.map((r) => r.image.input));
+  } catch (error) {
+    failure = { ok: false, error };
+  }
+  const results: Settled<PipelineResult>[] = prepared.map((p) => (p.ok ? (failure ?? { ok: false, error: new Error('not inferred') }) : p));
+  if (!failure) {
+    ready.forEach(({ i, image }, k) => {
+      try {
+        results[i] = { ok: true, value: { predictions: topPredictions(stages.tf, logits[k], jobs[i].topk, stages.model.labels), source: image.source } };
+      } catch (error) {
+        results[i] = { ok: false, error };
+      }
+    });
+  }
+  return results;
+}
+
+/** A pipeline that runs its batches in this thread (tests, scripts, and each worker of the server). */
+export function createPipeline(stages: Stages, batching: BatcherOptions = { maxBatch: 32, maxDelayMs: 0 }): Pipeline {
+  const batcher = new Batcher<PredictJob, PipelineResult>([(jobs) => runBatch(stages, jobs)], batching);
+  return {
+    numClasses: stages.model.numClasses,
+    predict: (bytes, topk, options = {}) => batcher.submit({ bytes, topk }, options.signal),
+  };
+}
+
+/** The stages of the project's decoder and PIL-exact preprocessor around a loaded model. */
+export function createStages(tf: Tf, model: Model, options: { maxPixels: number; honourExif: boolean }): Stages {
+  const { height, width } = model.inputSize;
+  const { mean, std } = model.metadata;
+  return {
+    tf,
+    model,
+    decode: (bytes) => decodeImage(tf, bytes, options),
+    preprocess: createPreprocessor(tf, { height, width, mean, std }),
+  };
+}
+
+/**
+ * Loads and warms the model in `modelDir` (Model.load) and wires the project's decoder and PIL-exact preprocessor
+ * to it: the same stages the server's workers run, in this thread, for use without HTTP (tests, scripts).
+ */
+export async function loadPipeline(
+  tf: Tf,
+  modelDir: string,
+  options: { maxPixels: number; honourExif: boolean },
+): Promise<{ pipeline: Pipeline; model: Model }> {
+  const model = await Model.load(tf, modelDir);
+  return { pipeline: createPipeline(createStages(tf, model, options)), model };
+}

@@ -1,0 +1,30 @@
+// A worker thread of the engine: its own TensorFlow binding and session of the model; it runs the batches the pool
+// hands it (decode -> preprocess -> infer -> postprocess) off the server's event loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadRuntime } from '../runtime';
+import { Model } from './model';
+import { createStages, runBatch, type Stages } from './pipeline';
+import { settledToWire, toWire, type FromWorker, type ToWorker, type WorkerSetup } from './protocol';
+
+const port = parentPort;
+if (!port) throw new Error('src/engine/worker.ts runs as a worker thread of the engine (worker-pool.ts)');
+const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+async function start(setup: WorkerSetup): Promise<Stages> {
+  // The pool set TensorFlow's thread and oneDNN variables in the process environment before starting workers.
+  const { tf, info } = loadRuntime({ device: setup.device });
+  const model = await Model.fromSession(tf, setup.metadata, setup.modelDir, setup.sessionDir);
+  post({ type: 'ready', runtime: info });
+  return createStages(tf, model, { maxPixels: setup.maxPixels, honourExif: setup.honourExif });
+}
+
+start(workerData as WorkerSetup).then(
+  (stages) => {
+    port.on('message', (message: ToWorker) => {
+      void runBatch(stages, message.jobs.map((job) => ({ bytes: new Uint8Array(job.bytes), topk: job.topk }))).then((results) =>
+        post({ type: 'results', id: message.id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors }),
+      );
+    });
+  },
+  (err: unknown) => post({ type: 'failed', error: toWire(err) }),
+);
