@@ -12,7 +12,7 @@ IMAGE_SIZE ?= 64
 
 STAMPS := .cache/stamps
 
-.PHONY: setup setup-gpu deps-python build convert serve test bench clean
+.PHONY: setup setup-gpu deps-python build convert serve test bench soak clean
 
 $(STAMPS):
 	mkdir -p $@
@@ -120,6 +120,13 @@ BENCH_DIR := .cache/bench
 bench: build setup $(STAMPS)/python $(STAMPS)/bench-baselines
 	$(MAKE) --no-print-directory convert MODEL_DIR=$(BENCH_DIR)/model_tfjs CONVERT_DIR=$(BENCH_DIR)/convert
 	npx tsx bench/run.ts --model-dir $(BENCH_DIR)/model_tfjs --convert-dir $(BENCH_DIR)/convert --python $(PYTHON)
+
+# Soak: SOAK_REQUESTS requests at concurrency 32 against the built server on the bench's model; RSS and the engine's
+# tensors sampled, flat within 10% or it fails.
+SOAK_REQUESTS ?= 100000
+soak: build setup $(STAMPS)/python
+	$(MAKE) --no-print-directory convert MODEL_DIR=$(BENCH_DIR)/model_tfjs CONVERT_DIR=$(BENCH_DIR)/convert
+	npx tsx bench/soak.ts --model-dir $(BENCH_DIR)/model_tfjs --requests $(SOAK_REQUESTS) --concurrency 32
 
 clean:
 	rm -rf dist .cache

@@ -1,14 +1,15 @@
 // Ceiling of the benchmark: per-image decode, preprocess and inference cost outside any server; prints JSON (a Ceiling).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { Tensor4D } from '@tensorflow/tfjs-node';
+import path from 'node:path';
+import type { Tensor as TfTensor, Tensor4D } from '@tensorflow/tfjs-node';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { parseConfig } from '../src/config';
 import { decodeImage } from '../src/image/decode';
 import { Model } from '../src/engine/model';
 import { createPreprocessor } from '../src/image/preprocess';
-import { loadRuntime } from '../src/runtime';
-import type { Ceiling, Stage } from './report';
+import { loadRuntime, type Tf } from '../src/runtime';
+import type { Ceiling, ModelOnly, Stage } from './report';
 
 const INFER_WARMUP = 5;
 const INFER_RUNS = 50;
@@ -86,6 +87,8 @@ async function main(): Promise<void> {
   const ortInfer = await measure(() => session.run(feeds), INFER_RUNS, INFER_WARMUP);
   await session.release();
 
+  const modelOnly = await modelPaths(tf, model0(values['model-dir']), values.onnx, height, width);
+
   const ceiling: Omit<Ceiling, 'otherCores'> = {
     backend:
       `${info.backend} on ${info.device}, TensorFlow ${info.tfVersion}, intra-op threads ${info.intraOpThreads}, ` +
@@ -95,8 +98,44 @@ async function main(): Promise<void> {
     infer,
     inferBatched,
     ortInfer,
+    modelOnly,
   };
   process.stdout.write(`${JSON.stringify(ceiling)}\n`);
+}
+
+/** The model folder's graph model for the op-by-op path (the converter's artifact, as tfjs runs it). */
+function model0(dir: string) {
+  return { dir, json: JSON.parse(readFileSync(path.join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[]; weights: object[] }[] } };
+}
+
+/**
+ * Milliseconds per image (best of repeats) at batch 1, 8 and 32 for each way to run the model, all on one thread
+ * (as one engine worker runs it): tfjs's op-by-op GraphModel.execute, the server's session, onnxruntime-node. And
+ * the machine's FP32 peak on one thread, from a large matrix product.
+ */
+async function modelPaths(tf: Tf, folder: ReturnType<typeof model0>, onnx: string, height: number, width: number): Promise<ModelOnly> {
+  const batches = [1, 8, 32];
+  const perImage = async (run: (n: number) => unknown | Promise<unknown>) => {
+    const out: Record<string, number> = {};
+    for (const n of batches) out[n] = (await measure(() => run(n), Math.max(5, Math.ceil(64 / n)), 3)).ms / n;
+    return out;
+  };
+  const inputs = new Map(batches.map((n) => [n, Float32Array.from({ length: n * height * width * 3 }, (_, i) => Math.sin(i))]));
+  const shards = Buffer.concat(folder.json.weightsManifest.flatMap((g) => g.paths.map((p) => readFileSync(path.join(folder.dir, p)))));
+  const graph = await tf.loadGraphModel(tf.io.fromMemory({ ...(folder.json as object), weightSpecs: folder.json.weightsManifest.flatMap((g) => g.weights), weightData: shards.buffer.slice(shards.byteOffset, shards.byteOffset + shards.byteLength) } as Parameters<Tf['io']['fromMemory']>[0]));
+  const eager = await perImage((n) => tf.tidy(() => (graph.execute(tf.tensor4d(inputs.get(n)!, [n, height, width, 3])) as TfTensor).dataSync()));
+  graph.dispose();
+  const model = await Model.load(tf, folder.dir);
+  const session = await perImage((n) => tf.tidy(() => model.predict(tf.tensor4d(inputs.get(n)!, [n, height, width, 3]) as Tensor4D).dataSync()));
+  model.dispose();
+  const ortSession = await InferenceSession.create(onnx, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const ort = await perImage((n) => ortSession.run({ [ortSession.inputNames[0]]: new Tensor('float32', inputs.get(n)!, [n, 3, height, width]) }));
+  await ortSession.release();
+  const size = 1024;
+  const a = tf.randomNormal([size, size]);
+  const product = await measure(() => tf.tidy(() => tf.matMul(a, a).dataSync()), 5, 2);
+  a.dispose();
+  return { eager, session, ort, peakGflops: (2 * size ** 3) / (product.ms / 1000) / 1e9 };
 }
 
 main().then(

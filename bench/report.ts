@@ -32,6 +32,19 @@ export interface Ceiling {
   inferBatched: Stage;
   /** The same model in onnxruntime-node with default options, for comparison. */
   ortInfer: Stage;
+  modelOnly: ModelOnly;
+}
+
+/** Milliseconds per image by batch size ("1", "8", "32"), one thread, for each way to run the model. */
+export interface ModelOnly {
+  eager: Record<string, number>;
+  session: Record<string, number>;
+  ort: Record<string, number>;
+  /** Added by run.ts from bench/model_costs.py. */
+  torch?: Record<string, number>;
+  flops?: number;
+  /** One thread's FP32 matrix-product rate, GFLOP/s. */
+  peakGflops: number;
 }
 
 export interface RunInfo {
@@ -133,6 +146,32 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   ];
 }
 
+function modelSection(m: ModelOnly): string[] {
+  const row = (name: string, ms: Record<string, number> | undefined) =>
+    `| ${name} | ${['1', '8', '32'].map((b) => (ms ? fixed(ms[b], 2) : 'n/a')).join(' | ')} | ${['1', '8', '32'].map((b) => (ms ? `${fixed(m.ort[b] / ms[b], 2)}x` : 'n/a')).join(' | ')} |`;
+  const lines = [
+    'The model alone, on one thread each (as one engine worker runs it), milliseconds per image:',
+    '',
+    '| path | bs 1 | bs 8 | bs 32 | onnxruntime ÷ this, bs 1 | bs 8 | bs 32 |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    row('tfjs GraphModel.execute (op by op)', m.eager),
+    row('**ours: one TensorFlow session per batch**', m.session),
+    row('onnxruntime-node, same ONNX export', m.ort),
+    row('PyTorch (the original\'s framework), no_grad', m.torch),
+  ];
+  if (m.flops) {
+    const best = Math.min(...Object.values(m.session));
+    lines.push(
+      '',
+      `Compute limit: the graph has ${fixed(m.flops / 1e6, 0)} MFLOPs per image; one thread multiplies large float32 ` +
+        `matrices at ${fixed(m.peakGflops, 1)} GFLOP/s here, so the model cannot take less than ` +
+        `${fixed(m.flops / (m.peakGflops * 1e6), 2)} ms per image per core; the session reaches ` +
+        `${fixed(m.flops / (best * 1e6), 1)} GFLOP/s (${fixed((100 * m.flops) / (best * 1e6) / m.peakGflops, 0)}% of that peak) at its best batch.`,
+    );
+  }
+  return lines;
+}
+
 function agreementSection(runs: ServerRun[], photos: string[]): string[] {
   const reference = runs.find((r) => r.key === 'flask');
   if (!reference) return ['The Flask reference was not part of this run: no agreement check.'];
@@ -200,6 +239,8 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '',
     '## Results',
     '',
+    '![Throughput against p99 latency, a line per server](benchmark.svg)',
+    '',
     ...loadTable(runs),
     '',
     '"server CPU ms/req": user + system CPU time of the server process (and its children) over the level, per request;',
@@ -214,6 +255,10 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '## Ceiling: what the CPU can do per image',
     '',
     ...(ceiling ? ceilingSection(ceiling, runs) : ['Not measured in this run.']),
+    '',
+    '## The model alone',
+    '',
+    ...(ceiling ? modelSection(ceiling.modelOnly) : ['Not measured in this run.']),
     '',
     '## Agreement on the photos',
     '',

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
 import type { HealthInfo } from '../src/http/routes/health';
+import { renderPlot } from './plot';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
@@ -317,6 +318,12 @@ async function main(): Promise<void> {
 
   // The ceiling runs first, on a quiet machine, in its own process (it loads the TensorFlow binding).
   const ceiling = opts.only.has('ceiling') ? await measureCeiling(opts, photos) : undefined;
+  if (ceiling) {
+    // PyTorch's forward alone (one thread) and the FLOPs of the graph, from Python.
+    const costs = JSON.parse(execFileSync(opts.python, [path.join(ROOT, 'bench/model_costs.py'), path.join(opts.convertDir, 'model.onnx'),
+      exported.arch, String(exported.num_classes), String(exported.image_size[0])], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } })) as { flops: number; torch_ms: Record<string, number> };
+    ceiling.modelOnly = { ...ceiling.modelOnly, torch: costs.torch_ms, flops: costs.flops };
+  }
   const lives: Live[] = [];
   let runs: ServerRun[];
   try {
@@ -350,7 +357,9 @@ async function main(): Promise<void> {
   const report = renderReport(info, runs, ceiling, uploads.map((u) => u.name));
   process.stdout.write(report);
   writeFileSync(opts.out, report);
-  console.error(`written to ${path.relative(ROOT, opts.out)}`);
+  const plot = opts.out.replace(/\.md$/, '.svg');
+  writeFileSync(plot, renderPlot(runs, `Throughput vs p99 latency (${info.machine.split(',')[0]})`));
+  console.error(`written to ${path.relative(ROOT, opts.out)} and ${path.relative(ROOT, plot)}`);
 }
 
 main().catch((err: Error) => {

@@ -126,6 +126,16 @@ export class ServerProcess {
     return kib / 1024;
   }
 
+  /** Resident set size now (VmRSS) in MiB, summed over the process tree. */
+  async rssMiB(): Promise<number> {
+    let kib = 0;
+    for (const pid of await processTree(this.pid)) {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+      kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    }
+    return kib / 1024;
+  }
+
   /** SIGTERM, then SIGKILL if it is still there after 5 s. */
   async stop(): Promise<void> {
     if (this.exited !== undefined) return;

@@ -56,7 +56,11 @@ async function main(): Promise<number> {
     maxDelayMs: config.maxBatchDelayMs,
     logger,
   });
-  const ready: Promise<Ready> = loading.then((pool) => ({ pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)) }));
+  const ready: Promise<Ready> = loading.then((pool) => ({
+    pipeline: pool.pipeline,
+    health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)),
+    engine: () => ({ workers: pool.workers, tensors: pool.tensors() }),
+  }));
   const app = createApp({ config, logger, ready });
   const server = http.createServer(app.koa.callback());
   server.requestTimeout = config.requestTimeoutMs;

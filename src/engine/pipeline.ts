@@ -63,18 +63,16 @@ async function prepare(stages: Stages, bytes: Uint8Array): Promise<PreparedImage
 }
 
 /**
- * Stage 3: a batch of prepared inputs -> one row of C logits per image, in one model call. TensorFlow's CPU kernels
- * take another path for a batch of one (matrix-vector products) whose float rounding differs from every larger
- * batch's, so a lone image runs as a batch of two: an image's answer never depends on what it was batched with.
+ * Stage 3: a batch of prepared inputs -> one row of C logits per image, in one model call. An image's logits do not
+ * depend on the batch around it (the session graph gives every matrix product at least two rows).
  */
 function infer(stages: Stages, inputs: Float32Array[]): Float32Array[] {
   const { tf, model } = stages;
   const { height, width } = model.inputSize;
   const size = height * width * 3;
-  const rows = Math.max(inputs.length, 2);
-  const batch = new Float32Array(rows * size);
+  const batch = new Float32Array(inputs.length * size);
   inputs.forEach((input, i) => batch.set(input, i * size));
-  const logits = tf.tidy(() => model.predict(tf.tensor4d(batch, [rows, height, width, 3], 'float32') as Tensor4D).dataSync() as Float32Array);
+  const logits = tf.tidy(() => model.predict(tf.tensor4d(batch, [inputs.length, height, width, 3], 'float32') as Tensor4D).dataSync() as Float32Array);
   const classes = model.numClasses;
   return inputs.map((_, i) => logits.slice(i * classes, (i + 1) * classes));
 }

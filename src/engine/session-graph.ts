@@ -2,10 +2,10 @@
 // SavedModel (saved-model.ts), which TensorFlow runs as one session call per batch. TensorFlow then sees the whole
 // graph: Grappler fuses and prunes it and picks its own kernels, instead of tfjs's one op at a time.
 //
-// tfjs graph models use a few op forms TensorFlow's own op registry lacks or spells differently: _FusedConv2D and
-// _FusedMatMul without TArgs, and tfjs's FusedDepthwiseConv2dNative. They are written out as the plain ops they
-// stand for (convolution or product, BiasAdd, activation); Grappler fuses them again for the device it runs on.
-import { savedModelBytes, type GraphNode, type JsonAttr, type JsonNode } from './saved-model';
+// tfjs graph models use a few op forms TensorFlow's own op registry lacks or spells differently: _FusedConv2D
+// without TArgs (added here), tfjs's FusedDepthwiseConv2dNative (written out as depthwise convolution,
+// bias and activation, which Grappler fuses again), a ConcatV2 of one tensor.
+import { bytesOf, savedModelBytes, type GraphNode, type JsonAttr, type JsonNode } from './saved-model';
 
 /** The parts of a TF.js graph model this module reads (model.json's JSON encoding of TF protos). */
 export interface GraphModelArtifacts {
@@ -25,22 +25,69 @@ const TF_DTYPE: Record<string, string> = { float32: 'DT_FLOAT', int32: 'DT_INT32
 
 const decodeString = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
 
+/**
+ * A tfjs fused node as TensorFlow's registry wants it. _FusedConv2D and _FusedMatMul are TensorFlow ops too
+ * (_FusedConv2D lacking only TArgs, the types of its extra inputs); kept fused, they also stay out of Grappler's own fusions, one of
+ * which (MatMul + BiasAdd + a broadcast Add) fails at run time. tfjs's FusedDepthwiseConv2dNative has no TensorFlow
+ * kernel and is written out as the plain ops it stands for (unfuse).
+ */
+function fused(node: JsonNode, weightShape: (name: string) => number[] | undefined): GraphNode[] | undefined {
+  const rankOf = (name: string) => weightShape(name)?.length;
+  if (node.op === '_FusedConv2D' || node.op === '_FusedMatMul') {
+    const attrs = { ...(node.attr ?? {}) };
+    const numArgs = Number(attrs.num_args?.i ?? 0);
+    const T = attrs.T?.type ?? 'DT_FLOAT';
+    // _FusedConv2D declares its extra inputs' types; _FusedMatMul's share T.
+    if (node.op === '_FusedConv2D') attrs.TArgs = { list: { type: Array.from({ length: numArgs }, () => T) } };
+    const own = { name: node.name, op: node.op, inputs: node.input ?? [], attrs };
+    return node.op === '_FusedMatMul' ? atLeastTwoRows(own, weightShape) : [own];
+  }
+  if (node.op === 'MatMul') return atLeastTwoRows({ name: node.name, op: 'MatMul', inputs: node.input ?? [], attrs: node.attr ?? {} }, weightShape);
+  return unfuse(node, rankOf);
+}
+
+/**
+ * A matrix product whose left side gets one zero row more, dropped again after it. TensorFlow multiplies a single
+ * row by another path (matrix-vector) whose float rounding differs from the one for two or more rows; this way a
+ * batch of one image rounds exactly as any larger batch, so an answer never depends on its batch.
+ */
+function atLeastTwoRows(product: GraphNode, weightShape: (name: string) => number[] | undefined): GraphNode[] {
+  const [a, b] = product.inputs;
+  const shape = weightShape(b);
+  const transposeA = product.attrs?.transpose_a?.b === true;
+  if (!shape || shape.length !== 2 || transposeA) return [product];
+  const depth = product.attrs?.transpose_b?.b === true ? shape[1] : shape[0];
+  const base = product.name;
+  const I32 = { type: 'DT_INT32' };
+  const ints = (name: string, values: number[]): GraphNode => ({
+    name, op: 'Const', inputs: [], attrs: { dtype: I32 }, tensors: { value: { dtype: 'DT_INT32', shape: [values.length], bytes: bytesOf(Int32Array.from(values)) } },
+  });
+  const T = product.attrs?.T ?? { type: 'DT_FLOAT' };
+  return [
+    { name: `${base}/pad_row`, op: 'Const', inputs: [], attrs: { dtype: T }, tensors: { value: { dtype: T.type ?? 'DT_FLOAT', shape: [1, depth], bytes: new Uint8Array(4 * depth) } } },
+    { name: `${base}/pad_axis`, op: 'Const', inputs: [], attrs: { dtype: I32 }, tensors: { value: { dtype: 'DT_INT32', shape: [], bytes: bytesOf(Int32Array.of(0)) } } },
+    { name: `${base}/padded`, op: 'ConcatV2', inputs: [a, `${base}/pad_row`, `${base}/pad_axis`], attrs: { T, N: { i: 2 }, Tidx: I32 } },
+    { ...product, name: `${base}/rows`, inputs: [`${base}/padded`, ...product.inputs.slice(1)] },
+    ints(`${base}/begin`, [0, 0]),
+    ints(`${base}/end`, [-1, 0]),
+    ints(`${base}/strides`, [1, 1]),
+    {
+      name: base, op: 'StridedSlice', inputs: [`${base}/rows`, `${base}/begin`, `${base}/end`, `${base}/strides`],
+      attrs: { T, Index: I32, begin_mask: { i: 0 }, end_mask: { i: 2 }, ellipsis_mask: { i: 0 }, new_axis_mask: { i: 0 }, shrink_axis_mask: { i: 0 } },
+    },
+  ];
+}
+
 /** The plain ops a tfjs fused node stands for, in order, the last one keeping the node's name. */
-function unfuse(node: JsonNode): GraphNode[] | undefined {
-  const base: Record<string, string> = { _FusedConv2D: 'Conv2D', FusedDepthwiseConv2dNative: 'DepthwiseConv2dNative', _FusedMatMul: 'MatMul' };
+function unfuse(node: JsonNode, rankOf: (name: string) => number | undefined): GraphNode[] | undefined {
+  const base: Record<string, string> = { FusedDepthwiseConv2dNative: 'DepthwiseConv2dNative' };
   const plain = base[node.op];
   if (!plain) return undefined;
   const attrs = { ...(node.attr ?? {}) };
   const fused = (attrs.fused_ops?.list?.s ?? []).map(decodeString);
   const numArgs = Number(attrs.num_args?.i ?? 0);
   for (const key of ['fused_ops', 'num_args', 'epsilon', 'leakyrelu_alpha', 'TArgs']) delete attrs[key];
-  if (plain !== 'Conv2D') delete attrs.use_cudnn_on_gpu;
-  if (plain === 'MatMul') {
-    delete attrs.data_format;
-    delete attrs.strides;
-    delete attrs.dilations;
-    delete attrs.padding;
-  }
+  delete attrs.use_cudnn_on_gpu;
   const inputs = node.input ?? [];
   const [main, extra] = [inputs.slice(0, 2), inputs.slice(2)];
   if (extra.length !== numArgs) throw new Error(`${node.name}: ${node.op} has ${extra.length} extra inputs, num_args says ${numArgs}`);
@@ -50,7 +97,10 @@ function unfuse(node: JsonNode): GraphNode[] | undefined {
     if (fusedOp === 'BiasAdd') {
       const bias = extra.shift();
       if (!bias) throw new Error(`${node.name}: BiasAdd without a bias input`);
-      steps.push(['BiasAdd', [bias], { T, data_format: { s: Buffer.from('NHWC').toString('base64') } }]);
+      // tfjs broadcasts the fused bias; TensorFlow's BiasAdd takes only a vector (a Gemm's C can be [1, 1]).
+      steps.push(rankOf(bias) === 1
+        ? ['BiasAdd', [bias], { T, data_format: { s: Buffer.from('NHWC').toString('base64') } }]
+        : ['AddV2', [bias], { T }]);
     } else if (['Relu', 'Relu6', 'Elu', 'Sigmoid', 'Tanh'].includes(fusedOp)) {
       steps.push([fusedOp, [], { T }]);
     } else if (fusedOp === 'LeakyRelu') {
@@ -97,7 +147,7 @@ export function modelSavedModelBytes(model: GraphModelArtifacts, signature: Sess
       const { value: _value, ...attrs } = node.attr ?? {};
       nodes.push({ name: node.name, op: 'Const', inputs: [], attrs, tensors: { value: weight } });
     } else {
-      nodes.push(...(unfuse(node) ?? [plain(node)]));
+      nodes.push(...(fused(node, (name) => weights.get(name)?.shape) ?? [plain(node)]));
     }
   }
   const spec = ({ name, shape }: { name: string; shape: number[] }) => ({ name, dtype: 'DT_FLOAT', shape });

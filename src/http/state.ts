@@ -8,6 +8,8 @@ import type { HealthInfo } from './routes/health';
 export interface Ready {
   pipeline: Pipeline;
   health: HealthInfo;
+  /** Live figures of the engine for /health: worker threads, and the tensors they hold between batches. */
+  engine?: () => { workers: number; tensors: number };
 }
 
 export type AppConfig = Pick<Config, 'topk' | 'maxUploadBytes' | 'maxInFlight' | 'requestTimeoutMs' | 'compat'>;

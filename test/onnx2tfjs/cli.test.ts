@@ -89,7 +89,7 @@ test('converts, prints the parity figure, writes shards <= 4 MiB and metadata th
   const out = oldModel(f.dir);
   const r = await cli(f, out);
   assert.is(r.code, 0, r.error.join('\n'));
-  assert.match(r.log[0], /parity max \|logit_tfjs - logit_torch\| = \d\.\d{3}e-?\d+ \(batch 3: .*, batch 1: .*\) <= tolerance \d\.\d{3}e-4/);
+  assert.match(r.log[0], /parity max \|logit_tfjs - logit_torch\| = \d\.\d{3}e-?\d+ \(batch 3: .*, batch 1: .*\), on the server's session \d\.\d{3}e-?\d+, <= tolerance \d\.\d{3}e-4/);
   assert.not.ok(existsSync(path.join(out, 'marker.txt')), 'the old folder was replaced');
   assert.equal(leftovers(f.dir), [], 'no staging folder left behind');
   const meta = JSON.parse(readFileSync(path.join(out, 'metadata.json'), 'utf8'));

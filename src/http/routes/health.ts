@@ -62,7 +62,8 @@ export function healthRoute(state: AppState): Middleware {
       ctx.set('Retry-After', '5');
       ctx.body = { status: 'loading', message: 'The model is loading and warming up; retry shortly.' };
     } else {
-      ctx.body = { status: 'ok', ...state.ready.health };
+      const engine = state.ready.engine?.();
+      ctx.body = { status: 'ok', ...state.ready.health, ...(engine ? { engine } : {}) };
     }
   };
 }
