@@ -43,7 +43,7 @@ export interface ModelOnly {
   /** Added by run.ts from bench/model_costs.py. */
   torch?: Record<string, number>;
   flops?: number;
-  /** One thread's FP32 matrix-product rate, GFLOP/s. */
+  /** One thread's FP32 matrix-product rate, GFLOP/s (TensorFlow's kernels, 1024x1024). */
   peakGflops: number;
 }
 
@@ -164,7 +164,7 @@ function modelSection(m: ModelOnly): string[] {
     lines.push(
       '',
       `Compute limit: the graph has ${fixed(m.flops / 1e6, 0)} MFLOPs per image; one thread multiplies large float32 ` +
-        `matrices at ${fixed(m.peakGflops, 1)} GFLOP/s here, so the model cannot take less than ` +
+        `matrices at ${fixed(m.peakGflops, 1)} GFLOP/s here (TensorFlow's own kernels), so the model cannot take less than ` +
         `${fixed(m.flops / (m.peakGflops * 1e6), 2)} ms per image per core; the session reaches ` +
         `${fixed(m.flops / (best * 1e6), 1)} GFLOP/s (${fixed((100 * m.flops) / (best * 1e6) / m.peakGflops, 0)}% of that peak) at its best batch.`,
     );

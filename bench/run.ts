@@ -321,7 +321,7 @@ async function main(): Promise<void> {
   if (ceiling) {
     // PyTorch's forward alone (one thread) and the FLOPs of the graph, from Python.
     const costs = JSON.parse(execFileSync(opts.python, [path.join(ROOT, 'bench/model_costs.py'), path.join(opts.convertDir, 'model.onnx'),
-      exported.arch, String(exported.num_classes), String(exported.image_size[0])], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } })) as { flops: number; torch_ms: Record<string, number> };
+      exported.arch, String(exported.num_classes), String(exported.image_size[0])], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' } })) as { flops: number; torch_ms: Record<string, number> };
     ceiling.modelOnly = { ...ceiling.modelOnly, torch: costs.torch_ms, flops: costs.flops };
   }
   const lives: Live[] = [];
