@@ -8,7 +8,7 @@ import { parseConfig } from '../src/config';
 import { decodeImage } from '../src/image/decode';
 import { Model } from '../src/engine/model';
 import { createPreprocessor } from '../src/image/preprocess';
-import { loadRuntime, type Tf } from '../src/runtime';
+import { loadRuntime, readOut, type Tf } from '../src/runtime';
 import type { Ceiling, ModelOnly, Stage } from './report';
 
 const INFER_WARMUP = 5;
@@ -49,6 +49,7 @@ async function main(): Promise<void> {
   if (defaults.help) throw new Error('parseConfig without arguments asked for the usage text');
   const { config } = defaults;
   const { tf, info } = await loadRuntime({ device: 'cpu', intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
+  const peakGflops = fp32Peak(tf);
   const model = await Model.load(tf, values['model-dir']);
   const { height, width } = model.inputSize;
   const preprocess = createPreprocessor(tf, { height, width, mean: model.metadata.mean, std: model.metadata.std });
@@ -56,14 +57,14 @@ async function main(): Promise<void> {
   // Inference as the pipeline runs it: a float32 NHWC batch of one in, logits read back.
   const input = Float32Array.from({ length: height * width * 3 }, (_, i) => Math.sin(i));
   const infer = await measure(
-    () => tf.tidy(() => model.predict(tf.tensor4d(input, [1, height, width, 3]) as Tensor4D).dataSync()),
+    () => readOut(tf, () => model.predict(tf.tensor4d(input, [1, height, width, 3]) as Tensor4D)),
     INFER_RUNS,
     INFER_WARMUP,
   );
   // And as a loaded server runs it: batches of 32, per image.
   const batch = new Float32Array(BATCH * input.length).map((_, i) => input[i % input.length]);
   const batched = await measure(
-    () => tf.tidy(() => model.predict(tf.tensor4d(batch, [BATCH, height, width, 3]) as Tensor4D).dataSync()),
+    () => readOut(tf, () => model.predict(tf.tensor4d(batch, [BATCH, height, width, 3]) as Tensor4D)),
     Math.ceil(INFER_RUNS / 4),
     INFER_WARMUP,
   );
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
     const options = { maxPixels: config.maxPixels, honourExif: config.honourExif };
     decode.push(await measure(async () => (await decodeImage(tf, bytes, options)).pixels.dispose(), PHOTO_RUNS, PHOTO_WARMUP));
     const { pixels } = await decodeImage(tf, bytes, options);
-    preprocessing.push(await measure(() => tf.tidy(() => preprocess(pixels).dataSync()), PHOTO_RUNS, PHOTO_WARMUP));
+    preprocessing.push(await measure(() => readOut(tf, () => preprocess(pixels)), PHOTO_RUNS, PHOTO_WARMUP));
     pixels.dispose();
   }
   model.dispose();
@@ -87,7 +88,7 @@ async function main(): Promise<void> {
   const ortInfer = await measure(() => session.run(feeds), INFER_RUNS, INFER_WARMUP);
   await session.release();
 
-  const modelOnly = await modelPaths(tf, model0(values['model-dir']), values.onnx, height, width);
+  const modelOnly = await modelPaths(tf, model0(values['model-dir']), values.onnx, height, width, peakGflops);
 
   const ceiling: Omit<Ceiling, 'otherCores'> = {
     backend:
@@ -103,6 +104,20 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(ceiling)}\n`);
 }
 
+/** One thread's FP32 rate on a 1024x1024 product through TensorFlow's own kernels, best of 8 warm runs. */
+function fp32Peak(tf: Tf): number {
+  const size = 1024;
+  const a = tf.randomNormal([size, size]);
+  let best = Infinity;
+  for (let i = 0; i < 10; i++) {
+    const start = process.hrtime.bigint();
+    readOut(tf, () => tf.matMul(a, a));
+    if (i >= 2) best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
+  }
+  a.dispose();
+  return (2 * size ** 3) / best / 1e9;
+}
+
 /** The model folder's graph model for the op-by-op path (the converter's artifact, as tfjs runs it). */
 function model0(dir: string) {
   return { dir, json: JSON.parse(readFileSync(path.join(dir, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[]; weights: object[] }[] } };
@@ -113,7 +128,7 @@ function model0(dir: string) {
  * (as one engine worker runs it): tfjs's op-by-op GraphModel.execute, the server's session, onnxruntime-node. And
  * one thread's FP32 rate on a large matrix product.
  */
-async function modelPaths(tf: Tf, folder: ReturnType<typeof model0>, onnx: string, height: number, width: number): Promise<ModelOnly> {
+async function modelPaths(tf: Tf, folder: ReturnType<typeof model0>, onnx: string, height: number, width: number, peakGflops: number): Promise<ModelOnly> {
   const batches = [1, 8, 32];
   const perImage = async (run: (n: number) => unknown | Promise<unknown>) => {
     const out: Record<string, number> = {};
@@ -123,25 +138,15 @@ async function modelPaths(tf: Tf, folder: ReturnType<typeof model0>, onnx: strin
   const inputs = new Map(batches.map((n) => [n, Float32Array.from({ length: n * height * width * 3 }, (_, i) => Math.sin(i))]));
   const shards = Buffer.concat(folder.json.weightsManifest.flatMap((g) => g.paths.map((p) => readFileSync(path.join(folder.dir, p)))));
   const graph = await tf.loadGraphModel(tf.io.fromMemory({ ...(folder.json as object), weightSpecs: folder.json.weightsManifest.flatMap((g) => g.weights), weightData: shards.buffer.slice(shards.byteOffset, shards.byteOffset + shards.byteLength) } as Parameters<Tf['io']['fromMemory']>[0]));
-  const eager = await perImage((n) => tf.tidy(() => (graph.execute(tf.tensor4d(inputs.get(n)!, [n, height, width, 3])) as TfTensor).dataSync()));
+  const eager = await perImage((n) => readOut(tf, () => graph.execute(tf.tensor4d(inputs.get(n)!, [n, height, width, 3])) as TfTensor));
   graph.dispose();
   const model = await Model.load(tf, folder.dir);
-  const session = await perImage((n) => tf.tidy(() => model.predict(tf.tensor4d(inputs.get(n)!, [n, height, width, 3]) as Tensor4D).dataSync()));
+  const session = await perImage((n) => readOut(tf, () => model.predict(tf.tensor4d(inputs.get(n)!, [n, height, width, 3]) as Tensor4D)));
   model.dispose();
   const ortSession = await InferenceSession.create(onnx, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const ort = await perImage((n) => ortSession.run({ [ortSession.inputNames[0]]: new Tensor('float32', inputs.get(n)!, [n, 3, height, width]) }));
   await ortSession.release();
-  // One thread's FP32 rate on a large product, through TensorFlow's own kernels (best of several, warm).
-  const size = 1024;
-  const a = tf.randomNormal([size, size]);
-  let best = Infinity;
-  for (let i = 0; i < 8; i++) {
-    const start = process.hrtime.bigint();
-    tf.tidy(() => tf.matMul(a, a).dataSync());
-    best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
-  }
-  a.dispose();
-  return { eager, session, ort, peakGflops: (2 * size ** 3) / best / 1e9 };
+  return { eager, session, ort, peakGflops };
 }
 
 main().then(

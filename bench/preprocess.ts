@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { decodeImage } from '../src/image/decode';
 import { createPreprocessor } from '../src/image/preprocess';
-import { loadRuntime } from '../src/runtime';
+import { loadRuntime, readOut } from '../src/runtime';
 
 const USAGE = 'usage: preprocess.ts [--baseline <git revision>] [--runs N] [photo...]  (default: the test photos)';
 const ROOT = resolve(__dirname, '..');
@@ -30,7 +30,7 @@ function baseline(tf: ReturnType<typeof loadRuntime>['tf'], revision: string): {
 function once(tf: ReturnType<typeof loadRuntime>['tf'], preprocess: Preprocess, pixels: Tensor3D): { ms: number; cpuMs: number } {
   const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
-  tf.tidy(() => preprocess(pixels).dataSync());
+  readOut(tf, () => preprocess(pixels));
   const used = process.cpuUsage(cpu);
   return { ms: Number(process.hrtime.bigint() - start) / 1e6, cpuMs: (used.user + used.system) / 1000 };
 }

@@ -51,6 +51,20 @@ const ONEDNN_ENV = 'TF_ENABLE_ONEDNN_OPTS';
 
 let current: Runtime | null = null;
 
+/**
+ * The values of the tensor `make` returns, with every tensor it made disposed. Not `tf.tidy(() => t.dataSync())`:
+ * tidy walks whatever its function returns looking for tensors, element by element for a typed array (2.6 ms for
+ * one 64x64x3 image).
+ */
+export function readOut<T extends Float32Array | Int32Array>(tf: Tf, make: () => import('@tensorflow/tfjs-node').Tensor): T {
+  const out = tf.tidy(make);
+  try {
+    return out.dataSync() as T;
+  } finally {
+    out.dispose();
+  }
+}
+
 /** What loading will do: the binding, and the thread pools and oneDNN setting TensorFlow will be given. */
 export interface RuntimePlan {
   kind: 'cpu' | 'gpu';

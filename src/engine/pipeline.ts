@@ -3,7 +3,7 @@
 import type { Tensor3D, Tensor4D } from '@tensorflow/tfjs-node';
 import { decodeImage } from '../image/decode';
 import { createPreprocessor } from '../image/preprocess';
-import type { Tf } from '../runtime';
+import { readOut, type Tf } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
 import { Model } from './model';
 import { topPredictions, type Prediction } from './postprocess';
@@ -55,7 +55,7 @@ export interface Pipeline {
 async function prepare(stages: Stages, bytes: Uint8Array): Promise<PreparedImage> {
   const decoded = await stages.decode(bytes);
   try {
-    const input = stages.tf.tidy(() => stages.preprocess(decoded.pixels).dataSync() as Float32Array);
+    const input = readOut<Float32Array>(stages.tf, () => stages.preprocess(decoded.pixels));
     return { input, source: { format: decoded.format, width: decoded.width, height: decoded.height } };
   } finally {
     decoded.pixels.dispose();
@@ -72,7 +72,7 @@ function infer(stages: Stages, inputs: Float32Array[]): Float32Array[] {
   const size = height * width * 3;
   const batch = new Float32Array(inputs.length * size);
   inputs.forEach((input, i) => batch.set(input, i * size));
-  const logits = tf.tidy(() => model.predict(tf.tensor4d(batch, [inputs.length, height, width, 3], 'float32') as Tensor4D).dataSync() as Float32Array);
+  const logits = readOut<Float32Array>(tf, () => model.predict(tf.tensor4d(batch, [inputs.length, height, width, 3], 'float32') as Tensor4D));
   const classes = model.numClasses;
   return inputs.map((_, i) => logits.slice(i * classes, (i + 1) * classes));
 }

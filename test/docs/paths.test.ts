@@ -10,7 +10,7 @@ const SCOPE = ['src', 'tools', 'test', 'bench', 'docs', 'Makefile', '.ci', 'READ
 // Home and work folders of build machines, and the shared material that sits beside the developers' checkout.
 const FORBIDDEN = [/\/work\//, /\/root\//, /\/home\/[a-z]/, /\.\.\/shared\b/, /\bshared\/images\b/];
 
-test('no tracked file names an absolute path of the build machine or ../shared', () => {
+test('no tracked file names an absolute path of the build machine or the shared folder beside the checkout', () => {
   const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard', '--', ...SCOPE], { cwd: ROOT, encoding: 'utf8' })
     .split('\n')
     .filter((f) => f !== '' && !f.startsWith('test/fixtures/') && f !== 'test/docs/paths.test.ts');

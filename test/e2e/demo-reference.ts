@@ -43,7 +43,7 @@ export async function serveDemoModel(): Promise<DemoServer> {
   const app = createApp({
     config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256 }),
     logger: memoryLogger(),
-    ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)) },
+    ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)), engine: () => ({ workers: pool.workers, tensors: pool.tensors() }) },
   });
   const server = await serve(app.koa.callback());
   return {

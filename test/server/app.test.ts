@@ -331,18 +331,20 @@ test('beyond max in-flight requests: 503 overloaded with Retry-After; the held o
   });
 });
 
-test('a prediction that cannot start within the request timeout is 503 overloaded at once, and never runs', async () => {
+/**
+ * A pipeline on the tiny model whose first decode waits for `release()`, holding the only runner: later requests
+ * wait in its queue. `holding` resolves once that first decode has started; `decodes()` counts decodes.
+ */
+function heldPipeline() {
   let release = () => undefined as void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   let firstDecodeStarted = () => undefined as void;
   const holding = new Promise<void>((resolve) => (firstDecodeStarted = resolve));
   let decodes = 0;
-  const preprocess = createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD });
-  // The first decode holds the pipeline's only slot until released, so the second request waits in its queue.
   const pipeline = createPipeline({
     tf,
     model,
-    preprocess,
+    preprocess: createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD }),
     decode: async (bytes) => {
       decodes += 1;
       if (decodes === 1) {
@@ -352,6 +354,11 @@ test('a prediction that cannot start within the request timeout is 503 overloade
       return decodeImage(tf, bytes, { maxPixels: 36_000_000, honourExif: false });
     },
   });
+  return { pipeline, holding, release, decodes: () => decodes };
+}
+
+test('a prediction that cannot start within the request timeout is 503 overloaded at once, and never runs', async () => {
+  const { pipeline, holding, release, decodes } = heldPipeline();
   await withApp({ ready: { pipeline, health: ready.health }, config: { ...config, requestTimeoutMs: 300 } }, async (url) => {
     const bytes = photo('p04-tree.jpg');
     const holder = postImage(url, bytes);
@@ -365,29 +372,12 @@ test('a prediction that cannot start within the request timeout is 503 overloade
     release();
     assert.is((await holder).status, 200);
     assert.is((await postImage(url, bytes)).status, 200);
-    assert.is(decodes, 2, 'the timed-out request was never decoded');
+    assert.is(decodes(), 2, 'the timed-out request was never decoded');
   });
 });
 
 test('a client that disconnects while its request is queued: the prediction is dropped, never computed', async () => {
-  let release = () => undefined as void;
-  const gate = new Promise<void>((resolve) => (release = resolve));
-  let decodes = 0;
-  let firstDecodeStarted = () => undefined as void;
-  const holding = new Promise<void>((resolve) => (firstDecodeStarted = resolve));
-  const inner = createPipeline({
-    tf,
-    model,
-    preprocess: createPreprocessor(tf, { height: 8, width: 8, mean: MEAN, std: STD }),
-    decode: async (bytes) => {
-      decodes += 1;
-      if (decodes === 1) {
-        firstDecodeStarted();
-        await gate;
-      }
-      return decodeImage(tf, bytes, { maxPixels: 36_000_000, honourExif: false });
-    },
-  });
+  const { pipeline: inner, holding, release, decodes } = heldPipeline();
   let queuedCall = (_settled: Promise<unknown>) => undefined as void;
   const secondQueued = new Promise<Promise<unknown>>((resolve) => (queuedCall = resolve));
   let calls = 0;
@@ -418,7 +408,7 @@ test('a client that disconnects while its request is queued: the prediction is d
     assert.is((await holder).status, 200);
     // The queue runs in order: had the abandoned prediction run, it would have decoded before this one.
     assert.is((await postImage(url, bytes)).status, 200);
-    assert.is(decodes, 2, 'the abandoned request was never decoded');
+    assert.is(decodes(), 2, 'the abandoned request was never decoded');
   });
 });
 
