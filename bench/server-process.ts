@@ -117,21 +117,21 @@ export class ServerProcess {
   }
 
   /** Peak resident set size (VmHWM) in MiB, summed over the process tree. */
-  async peakRssMiB(): Promise<number> {
-    let kib = 0;
-    for (const pid of await processTree(this.pid)) {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-      kib += Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
-    }
-    return kib / 1024;
+  peakRssMiB(): Promise<number> {
+    return this.statusMiB('VmHWM');
   }
 
   /** Resident set size now (VmRSS) in MiB, summed over the process tree. */
-  async rssMiB(): Promise<number> {
+  rssMiB(): Promise<number> {
+    return this.statusMiB('VmRSS');
+  }
+
+  /** A kB field of /proc/PID/status in MiB, summed over the process tree. */
+  private async statusMiB(field: 'VmHWM' | 'VmRSS'): Promise<number> {
     let kib = 0;
     for (const pid of await processTree(this.pid)) {
       const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-      kib += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+      kib += Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
     }
     return kib / 1024;
   }

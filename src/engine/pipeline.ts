@@ -111,7 +111,7 @@ export async function runBatch(stages: Stages, jobs: PredictJob[]): Promise<Sett
   return results;
 }
 
-/** A pipeline that runs its batches in this thread (tests, scripts, and each worker of the server). */
+/** A pipeline that runs its batches in this thread (tests, scripts); the server's workers call runBatch directly. */
 export function createPipeline(stages: Stages, batching: BatcherOptions = { maxBatch: 32, maxDelayMs: 0 }): Pipeline {
   const batcher = new Batcher<PredictJob, PipelineResult>([(jobs) => runBatch(stages, jobs)], batching);
   return {

@@ -4,6 +4,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe } from '../errors';
+import { ownArrayBuffer } from '../image/decode';
 import type { Logger } from '../logger';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
@@ -75,7 +76,7 @@ class EngineWorker {
     if (this.exited) return Promise.reject(new Error('engine worker is gone'));
     const id = this.nextId++;
     // Each upload goes over in a buffer of its own: a small Buffer shares Node's pool with other allocations.
-    const wire = jobs.map((job) => ({ bytes: job.bytes.buffer.slice(job.bytes.byteOffset, job.bytes.byteOffset + job.bytes.byteLength) as ArrayBuffer, topk: job.topk }));
+    const wire = jobs.map((job) => ({ bytes: ownArrayBuffer(job.bytes), topk: job.topk }));
     return new Promise((resolve, reject) => {
       this.running.set(id, (results) => (results instanceof Error ? reject(results) : resolve(results)));
       this.thread.postMessage({ type: 'batch', id, jobs: wire } satisfies ToWorker, wire.map((j) => j.bytes));

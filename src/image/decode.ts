@@ -145,7 +145,7 @@ async function decodeWebp(tf: Tf, bytes: Uint8Array): Promise<Tensor3D> {
  * Exactly these bytes in an ArrayBuffer of their own. A small Buffer is a view into Node's shared 8 KiB pool, so
  * its `.buffer` holds other allocations (other uploads) around it.
  */
-function ownArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+export function ownArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
