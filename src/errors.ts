@@ -6,6 +6,8 @@ export type ErrorCode =
   | 'empty_file'
   | 'unsupported_format'
   | 'corrupt_image'
+  | 'image_too_complex'
+  | 'decode_timeout'
   | 'file_too_large'
   | 'image_too_large'
   | 'bad_request'

@@ -1,8 +1,8 @@
 // Stage 1: upload bytes -> RGB pixels, as PIL's Image.open + convert('RGB') gives them; bad input refused from its header.
-import { readFileSync } from 'node:fs';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
-import decodeWebpWasm, { init as initWebpWasm } from '@jsquash/webp/decode';
 import { Jimp } from 'jimp';
+import sharp, { type OutputInfo } from 'sharp';
+import { ServiceError } from '../errors';
 import { checkPixelLimit, corrupt, readImageHeader, type ImageFormat, type ImageHeader } from './header';
 import type { Tf } from '../runtime';
 
@@ -11,10 +11,18 @@ export interface DecodeOptions {
   maxPixels: number;
   /** Apply the EXIF orientation (PIL and torchvision ignore it, so the default is false). */
   honourExif: boolean;
+  /** Longest a decode may take (default DEFAULT_DECODE_TIMEOUT_MS): enforced inside libvips for TIFF and WebP. */
+  decodeTimeoutMs?: number;
 }
 
+/** Default decode budget; the worker pool enforces it for every format by ending a worker that runs past it. */
+export const DEFAULT_DECODE_TIMEOUT_MS = 2000;
+
 export interface DecodedImage {
-  /** RGB pixels int32 [H, W, 3] with values 0..255 (tfjs has no uint8 dtype); the caller disposes it. */
+  /**
+   * RGB pixels [H, W, 3] with values 0..255; the caller disposes it. Stored as TensorFlow uint8, one byte per
+   * sample, though tfjs (which has no uint8 dtype) labels it int32: ops that cast it work, reading it needs toInt().
+   */
   pixels: Tensor3D;
   format: ImageFormat;
   /** Size of `pixels` (after the EXIF rotation when honoured). */
@@ -30,27 +38,27 @@ export interface DecodedImage {
 export async function decodeImage(tf: Tf, bytes: Uint8Array, opts: DecodeOptions): Promise<DecodedImage> {
   const header = readImageHeader(bytes);
   checkPixelLimit(header, opts.maxPixels);
-  const stored = await DECODERS[header.format](tf, bytes, header);
+  const stored = await DECODERS[header.format](tf, bytes, header, opts);
   const pixels = opts.honourExif && header.orientation !== 1 ? orient(tf, stored, header.orientation) : stored;
   const [height, width] = pixels.shape;
   return { pixels, format: header.format, width, height };
 }
 
-type Decoder = (tf: Tf, bytes: Uint8Array, header: ImageHeader) => Tensor3D | Promise<Tensor3D>;
+type Decoder = (tf: Tf, bytes: Uint8Array, header: ImageHeader, opts: DecodeOptions) => Tensor3D | Promise<Tensor3D>;
 
 const DECODERS: Record<ImageFormat, Decoder> = {
   // Accurate integer DCT and fancy chroma upsampling: libjpeg's defaults, which PIL uses.
-  jpeg: (tf, bytes) => viaTensorflow('jpeg', () => tf.node.decodeJpeg(bytes, 3, 1, true, false, 1, 'INTEGER_ACCURATE')),
+  jpeg: (tf, bytes) => viaTensorflow('jpeg', () => tf.tidy(() => native(tf).decodeJpeg(bytes, 3, 1, true, false, 1, 'INTEGER_ACCURATE'))),
   // libpng expands palettes and gray to RGB and strips alpha; 16-bit samples keep their high byte.
-  png: (tf, bytes) => viaTensorflow('png', () => tf.node.decodePng(bytes, 3)),
+  png: (tf, bytes) => viaTensorflow('png', () => tf.tidy(() => native(tf).decodePng(bytes, 3))),
   gif: decodeGif,
   // TensorFlow reads uncompressed 24/32-bit bitmaps only; jimp handles palettes, 16-bit and RLE.
   bmp: (tf, bytes, header) =>
     (header.bitDepth === 24 || header.bitDepth === 32) && header.compression === 0
-      ? viaTensorflow('bmp', () => tf.node.decodeBmp(bytes, 3))
+      ? viaTensorflow('bmp', () => tf.tidy(() => native(tf).decodeBmp(bytes, 3)))
       : viaJimp(tf, bytes, 'bmp'),
-  tiff: (tf, bytes) => viaJimp(tf, bytes, 'tiff'),
-  webp: decodeWebp,
+  tiff: viaSharp,
+  webp: viaSharp,
 };
 
 /**
@@ -103,42 +111,41 @@ async function viaJimp(tf: Tf, bytes: Uint8Array, format: ImageFormat): Promise<
   } catch (err) {
     throw corrupt(format, `the decoder stopped (${err instanceof Error ? err.message : String(err)})`, err);
   }
-  return rgbaToRgb(tf, bitmap.data, bitmap.width, bitmap.height);
+  return uint8Image(tf, rgbaToRgb(bitmap.data), bitmap.height, bitmap.width);
 }
-
-// The project's lib settings (ES2022, no DOM) leave out the WebAssembly global; this is the one call used.
-declare const WebAssembly: { compile(bytes: Uint8Array): Promise<object> };
 
 /**
- * `make()` run once and its result kept, unless it fails: a failed attempt is not cached, so the next call tries
- * again (a passing fault must not disable a decoder for the life of the process).
+ * TIFF and WebP through libvips (sharp): libtiff and libwebp, both fuzzed upstream, with libvips' own pixel limit
+ * and time limit, decoding on libuv's thread pool. Only the first page; ICC profiles ignored and alpha dropped, as
+ * Pillow's convert('RGB') does.
  */
-export function onceSucceeded<T>(make: () => Promise<T>): () => Promise<T> {
-  let pending: Promise<T> | undefined;
-  return () => {
-    pending ??= make().catch((err: unknown) => {
-      pending = undefined;
-      throw err;
-    });
-    return pending;
-  };
+async function viaSharp(tf: Tf, bytes: Uint8Array, header: ImageHeader, opts: DecodeOptions): Promise<Tensor3D> {
+  const budgetMs = opts.decodeTimeoutMs ?? DEFAULT_DECODE_TIMEOUT_MS;
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await sharp(bytes, { limitInputPixels: opts.maxPixels, sequentialRead: true, ignoreIcc: true, failOn: 'error', pages: 1 })
+      .timeout({ seconds: Math.max(1, Math.ceil(budgetMs / 1000)) })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    if (reason.startsWith('timeout')) throw tooSlow(header.format, budgetMs, err);
+    throw corrupt(header.format, `the decoder stopped (${reason.split('\n')[0]})`, err);
+  }
+  const { data, info } = decoded;
+  if (info.width !== header.width || info.height !== header.height || info.channels !== 3) {
+    throw corrupt(header.format, `its header says ${header.width}x${header.height} but its image data is ${info.width}x${info.height}`);
+  }
+  return uint8Image(tf, data, info.height, info.width);
 }
 
-const webpReady = onceSucceeded(() => {
-  // The typings omit init's first parameter, the compiled module; in Node the .wasm must be handed over this way.
-  const init = initWebpWasm as unknown as (module: object) => Promise<void>;
-  return WebAssembly.compile(readFileSync(require.resolve('@jsquash/webp/codec/dec/webp_dec.wasm'))).then(init);
-});
-
-async function decodeWebp(tf: Tf, bytes: Uint8Array): Promise<Tensor3D> {
-  await webpReady();
-  let image: { width: number; height: number; data: Uint8ClampedArray };
-  try {
-    image = await decodeWebpWasm(ownArrayBuffer(bytes));
-  } catch (err) {
-    throw corrupt('webp', 'libwebp could not decode it', err);
-  }
-  return rgbaToRgb(tf, image.data, image.width, image.height);
+/** 422 decode_timeout: the decode took longer than the budget (decodeImage's callers use it too). */
+export function tooSlow(format: string, budgetMs: number, cause?: unknown): ServiceError {
+  return new ServiceError(422, 'decode_timeout',
+    `Decoding this ${format.toUpperCase()} image took longer than this server's limit of ${budgetMs} ms (DECODE_TIMEOUT_MS); ` +
+    'no camera or editor writes files this costly: re-save it as a plain JPEG or PNG.', { cause });
 }
 
 /**
@@ -149,15 +156,41 @@ export function ownArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
-/** RGBA bytes -> int32 [H, W, 3], alpha dropped as PIL's convert('RGB') does (no compositing). */
-function rgbaToRgb(tf: Tf, rgba: ArrayLike<number>, width: number, height: number): Tensor3D {
-  const rgb = new Int32Array(width * height * 3);
+/** RGBA bytes -> RGB bytes, alpha dropped as PIL's convert('RGB') does (no compositing). */
+function rgbaToRgb(rgba: ArrayLike<number>): Uint8Array {
+  const rgb = new Uint8Array((rgba.length / 4) * 3);
   for (let src = 0, dst = 0; dst < rgb.length; src += 4, dst += 3) {
     rgb[dst] = rgba[src];
     rgb[dst + 1] = rgba[src + 1];
     rgb[dst + 2] = rgba[src + 2];
   }
-  return tf.tensor3d(rgb, [height, width, 3], 'int32');
+  return rgb;
+}
+
+/**
+ * tfjs-node's backend, for what its public API does not offer (pinned tfjs-node version; tested): its decoders
+ * without the int32 cast that tf.node.decode* adds, and uint8 tensors from bytes.
+ */
+interface NodeBackend {
+  binding: { TF_UINT8: number; createTensor(shape: number[], dtype: number, data: Uint8Array): number };
+  createOutputTensor(metadata: { id: number; shape: number[]; dtype: number }): Tensor3D;
+  decodeJpeg(bytes: Uint8Array, channels: number, ratio: number, fancyUpscaling: boolean, tryRecoverTruncated: boolean,
+    acceptableFraction: number, dctMethod: string): Tensor3D;
+  decodePng(bytes: Uint8Array, channels: number): Tensor3D;
+  decodeBmp(bytes: Uint8Array, channels: number): Tensor3D;
+}
+
+const native = (tf: Tf): NodeBackend => tf.backend() as unknown as NodeBackend;
+
+/**
+ * RGB bytes as a native uint8 tensor, the kind TensorFlow's own decoders return (tfjs calls it int32): one byte per
+ * sample instead of four, which keeps a 36-megapixel image at 108 MB instead of 432 MB.
+ */
+export function uint8Image(tf: Tf, rgb: Uint8Array, height: number, width: number): Tensor3D {
+  const backend = native(tf);
+  const shape = [height, width, 3];
+  const id = backend.binding.createTensor(shape, backend.binding.TF_UINT8, rgb);
+  return backend.createOutputTensor({ id, shape, dtype: backend.binding.TF_UINT8 });
 }
 
 /** Applies EXIF orientation 2..8 as PIL's ImageOps.exif_transpose does; disposes `pixels`. */

@@ -19,6 +19,8 @@ export interface ImageHeader {
   compression?: number;
   /** GIF: where the first frame is and what Pillow paints around and under it. */
   gif?: GifFirstFrame;
+  /** TIFF: the size of every page after the first (only the first is decoded, but all must be within limits). */
+  morePages?: { width: number; height: number }[];
 }
 
 export interface GifFirstFrame {
@@ -76,17 +78,21 @@ export const MAX_SIDE = 65535;
  * @throws ServiceError 413 image_too_large
  */
 export function checkPixelLimit(header: ImageHeader, maxPixels: number): void {
-  if (Math.max(header.width, header.height) > MAX_SIDE) {
-    throw new ServiceError(413, 'image_too_large',
-      `The image is ${header.width}x${header.height} pixels; sides longer than ${MAX_SIDE} pixels are not accepted. ` +
-      'Downscale or crop it before uploading.');
-  }
-  const pixels = header.width * header.height;
-  if (pixels > maxPixels) {
-    throw new ServiceError(413, 'image_too_large',
-      `The image is ${header.width}x${header.height} pixels (${megapixels(pixels)} megapixels), over this server's limit of ` +
-      `${megapixels(maxPixels)} megapixels; downscale it before uploading.`);
-  }
+  const pages = [header, ...(header.morePages ?? [])];
+  pages.forEach(({ width, height }, index) => {
+    const which = index === 0 ? 'The image' : `Page ${index + 1} of the TIFF file`;
+    if (Math.max(width, height) > MAX_SIDE) {
+      throw new ServiceError(413, 'image_too_large',
+        `${which} is ${width}x${height} pixels; sides longer than ${MAX_SIDE} pixels are not accepted. ` +
+        'Downscale or crop it before uploading.');
+    }
+    const pixels = width * height;
+    if (pixels > maxPixels) {
+      throw new ServiceError(413, 'image_too_large',
+        `${which} is ${width}x${height} pixels (${megapixels(pixels)} megapixels), over this server's limit of ` +
+        `${megapixels(maxPixels)} megapixels; downscale it before uploading.`);
+    }
+  });
 }
 
 function megapixels(pixels: number): string {
@@ -95,6 +101,13 @@ function megapixels(pixels: number): string {
 
 function unsupported(what: string, instead: string): ServiceError {
   return new ServiceError(415, 'unsupported_format', `${what} is not supported; ${instead}.`);
+}
+
+/** 422 image_too_complex: a structure no camera or editor writes, refused before it costs time or memory. */
+function tooComplex(format: ImageFormat, what: string): ServiceError {
+  return new ServiceError(422, 'image_too_complex',
+    `The ${FORMAT_NAMES[format]} file ${what}, far beyond what cameras and editors write, so it is refused unread; ` +
+    're-save it as a plain JPEG or PNG.');
 }
 
 export function corrupt(format: ImageFormat, what: string, cause?: unknown): ServiceError {
@@ -194,12 +207,40 @@ function parseJpeg(r: ByteReader): ImageHeader {
       if (precision !== 8) throw unsupported(`A ${precision}-bit JPEG`, 'save it as an 8-bit JPEG or a PNG');
       const height = r.u16(offset + 3, false) ?? 0;
       const width = r.u16(offset + 5, false) ?? 0;
+      // Each scan of a progressive JPEG is a pass over the whole image: their number bounds the decoding time.
+      if (marker !== 0xc0 && marker !== 0xc1) checkScanCount(r, offset + length);
       return { format: 'jpeg', width, height, orientation, components: r.u8(offset + 7), bitDepth: precision };
     }
     if (marker === 0xe1 && r.startsWith(offset + 2, 'Exif\0\0')) {
       orientation = tiffOrientation(r, offset + 8, offset + length) ?? orientation;
     }
     offset += length;
+  }
+}
+
+/**
+ * Most scans accepted in a progressive (or other multi-scan) JPEG. Encoders write about 10 (libjpeg's default
+ * progression) and rarely more than 20; thousands of tiny scans make a small file that decodes for many seconds.
+ */
+export const MAX_JPEG_SCANS = 64;
+
+/** Counts start-of-scan markers from `offset` to the end of the image, skipping each scan's entropy-coded data. */
+function checkScanCount(r: ByteReader, offset: number): void {
+  const { bytes } = r;
+  let scans = 0;
+  while (offset < bytes.length) {
+    offset = bytes.indexOf(0xff, offset);
+    if (offset < 0) return;
+    const marker = bytes[offset + 1];
+    // 0xFF00 is a stuffed data byte, 0xFFFF fill, RST0-7 restart markers inside a scan's data.
+    if (marker === 0x00 || marker === 0xff || (marker >= 0xd0 && marker <= 0xd7) || marker === undefined) {
+      offset += 1;
+      continue;
+    }
+    if (marker === 0xd9) return; // end of image
+    const length = r.u16(offset + 2, false) ?? 0;
+    if (marker === 0xda && ++scans > MAX_JPEG_SCANS) throw tooComplex('jpeg', `has more than ${MAX_JPEG_SCANS} scans`);
+    offset += 2 + Math.max(length, 2);
   }
 }
 
@@ -328,64 +369,152 @@ function webpOrientation(r: ByteReader): number {
 }
 
 function parseTiff(r: ByteReader): ImageHeader {
-  const ifd = readIfd0(r, 0, r.bytes.length);
-  if (ifd === undefined) throw corrupt('tiff', 'its first image directory is missing or cut short');
-  // The decoder fills missing strips or tiles with zeros, so check here that the image data is all in the file.
-  const offsets = ifd.get(TAG_STRIP_OFFSETS) ?? ifd.get(TAG_TILE_OFFSETS) ?? [];
-  const counts = ifd.get(TAG_STRIP_BYTE_COUNTS) ?? ifd.get(TAG_TILE_BYTE_COUNTS) ?? [];
-  if (offsets.length === 0 || offsets.length !== counts.length) throw corrupt('tiff', 'its image data is not described');
-  if (offsets.some((offset, i) => offset + counts[i] > r.bytes.length)) {
-    throw corrupt('tiff', 'the file ends before the end of its image data');
+  const le = r.startsWith(0, 'II');
+  const pages: TiffPage[] = [];
+  const seen = new Set<number>();
+  let entries = 0;
+  for (let ifd = r.u32(4, le) ?? 0; ifd !== 0 || pages.length === 0; ifd = r.u32(ifd + 2 + 12 * (r.u16(ifd, le) ?? 0), le) ?? 0) {
+    if (ifd < 8) throw corrupt('tiff', pages.length === 0 ? 'its first image directory is missing' : 'its chain of image directories points into its header');
+    if (seen.has(ifd)) throw corrupt('tiff', 'its chain of image directories loops back on itself');
+    seen.add(ifd);
+    if (pages.length === MAX_TIFF_PAGES) throw tooComplex('tiff', `has more than ${MAX_TIFF_PAGES} pages`);
+    const count = r.u16(ifd, le);
+    if (count === undefined || !r.has(ifd + 2, count * 12 + 4)) {
+      throw corrupt('tiff', pages.length === 0 ? 'its first image directory is missing or cut short' : `image directory ${pages.length + 1} is cut short`);
+    }
+    entries += count;
+    if (entries > MAX_TIFF_ENTRIES) throw tooComplex('tiff', `has more than ${MAX_TIFF_ENTRIES} directory entries`);
+    pages.push(readTiffPage(r, ifd, le, pages.length + 1));
   }
-  return {
-    format: 'tiff',
-    width: ifd.get(TAG_IMAGE_WIDTH)?.[0] ?? 0,
-    height: ifd.get(TAG_IMAGE_LENGTH)?.[0] ?? 0,
-    orientation: validOrientation(ifd.get(TAG_ORIENTATION)?.[0]) ?? 1,
-  };
+  const [first, ...more] = pages;
+  return { format: 'tiff', width: first.width, height: first.height, orientation: first.orientation, morePages: more.map(({ width, height }) => ({ width, height })) };
+}
+
+/** Most pages (image directories) accepted in a TIFF file, and most directory entries in all of them. */
+const MAX_TIFF_PAGES = 256;
+const MAX_TIFF_ENTRIES = 16384;
+
+interface TiffPage {
+  width: number;
+  height: number;
+  orientation: number;
 }
 
 const TAG_IMAGE_WIDTH = 0x100;
 const TAG_IMAGE_LENGTH = 0x101;
+const TAG_BITS_PER_SAMPLE = 0x102;
+const TAG_COMPRESSION = 0x103;
+const TAG_PHOTOMETRIC = 0x106;
 const TAG_STRIP_OFFSETS = 0x111;
 const TAG_ORIENTATION = 0x112;
+const TAG_SAMPLES_PER_PIXEL = 0x115;
+const TAG_ROWS_PER_STRIP = 0x116;
 const TAG_STRIP_BYTE_COUNTS = 0x117;
+const TAG_PLANAR_CONFIGURATION = 0x11c;
+const TAG_TILE_WIDTH = 0x142;
+const TAG_TILE_LENGTH = 0x143;
 const TAG_TILE_OFFSETS = 0x144;
 const TAG_TILE_BYTE_COUNTS = 0x145;
 
-function tiffOrientation(r: ByteReader, start: number, end: number): number | undefined {
-  return validOrientation(readIfd0(r, start, end)?.get(TAG_ORIENTATION)?.[0]);
+/** Compressions libtiff decodes that photo software writes: none, LZW, JPEG, Deflate (both codes), PackBits. */
+const TIFF_COMPRESSIONS = new Set([1, 5, 7, 8, 32946, 32773]);
+/** Photometric interpretations whose conversion to RGB equals Pillow's: gray, RGB, palette, YCbCr (JPEG only). */
+const TIFF_PHOTOMETRIC = new Set([1, 2, 3, 6]);
+
+/**
+ * Checks one image directory against what a real file looks like before libtiff sees it: a supported mode, a
+ * strip or tile table with exactly the entries the image needs, all of its data inside the file, sane tiles.
+ */
+function readTiffPage(r: ByteReader, ifd: number, le: boolean, page: number): TiffPage {
+  const entries = readIfdEntries(r, ifd, le);
+  const where = page === 1 ? '' : ` (page ${page})`;
+  const one = (tag: number, fallback: number): number => entries.get(tag)?.read(0) ?? fallback;
+  const width = one(TAG_IMAGE_WIDTH, 0);
+  const height = one(TAG_IMAGE_LENGTH, 0);
+  if (!(width > 0 && height > 0)) throw corrupt('tiff', `its header gives a size of ${width}x${height} pixels${where}`);
+  const compression = one(TAG_COMPRESSION, 1);
+  if (!TIFF_COMPRESSIONS.has(compression)) {
+    throw unsupported(`TIFF compression ${compression}${where}`, 'save it uncompressed or with LZW, Deflate or JPEG compression, or as a PNG');
+  }
+  const samples = one(TAG_SAMPLES_PER_PIXEL, 1);
+  const photometric = one(TAG_PHOTOMETRIC, samples >= 3 ? 2 : 1);
+  const bits = entries.get(TAG_BITS_PER_SAMPLE);
+  const depths = new Set(Array.from({ length: Math.min(bits?.count ?? 1, 8) }, (_, i) => bits?.read(i) ?? 1));
+  const depthOk = [...depths].every((d) => d === 8 || (d === 1 && photometric === 1) || (d === 4 && photometric === 3));
+  if (!TIFF_PHOTOMETRIC.has(photometric) || (photometric === 6 && compression !== 7) || samples < 1 || samples > 4 || !depthOk) {
+    const mode = photometric === 5 ? 'CMYK' : photometric === 8 ? 'CIELab' : `photometric ${photometric}, ${[...depths].join('/')}-bit, ${samples} samples`;
+    throw unsupported(`A TIFF in this mode (${mode})${where}`, 'save it as 8-bit RGB or grayscale, or as a PNG');
+  }
+  const tileWidth = entries.get(TAG_TILE_WIDTH)?.read(0);
+  const tileLength = entries.get(TAG_TILE_LENGTH)?.read(0);
+  const tiled = tileWidth !== undefined || tileLength !== undefined;
+  let blocks: number;
+  if (tiled) {
+    if (!tileWidth || !tileLength || tileWidth % 16 !== 0 || tileLength % 16 !== 0) {
+      throw corrupt('tiff', `its tiles are ${tileWidth}x${tileLength} pixels, not multiples of 16${where}`);
+    }
+    if (tileWidth * tileLength > Math.max(4 * width * height, 1024 * 1024)) {
+      throw tooComplex('tiff', `has ${tileWidth}x${tileLength} tiles for a ${width}x${height} image${where}`);
+    }
+    blocks = Math.ceil(width / tileWidth) * Math.ceil(height / tileLength);
+  } else {
+    const rowsPerStrip = Math.min(one(TAG_ROWS_PER_STRIP, height) || height, height);
+    blocks = Math.ceil(height / rowsPerStrip);
+  }
+  if (one(TAG_PLANAR_CONFIGURATION, 1) === 2) blocks *= samples;
+  const offsets = entries.get(tiled ? TAG_TILE_OFFSETS : TAG_STRIP_OFFSETS);
+  const counts = entries.get(tiled ? TAG_TILE_BYTE_COUNTS : TAG_STRIP_BYTE_COUNTS);
+  if (!offsets || !counts) throw corrupt('tiff', `its image data is not described${where}`);
+  const kind = tiled ? 'tile' : 'strip';
+  if (offsets.count !== blocks || counts.count !== blocks) {
+    throw corrupt('tiff', `its ${kind} table has ${Math.max(offsets.count, counts.count)} entries where the image has ${blocks} ${kind}s${where}`);
+  }
+  // The decoder fills missing strips or tiles with zeros, so check here that the image data is all in the file.
+  for (let i = 0; i < blocks; i++) {
+    if ((offsets.read(i) ?? Infinity) + (counts.read(i) ?? Infinity) > r.bytes.length) {
+      throw corrupt('tiff', `the file ends before the end of its image data${where}`);
+    }
+  }
+  return { width, height, orientation: validOrientation(entries.get(TAG_ORIENTATION)?.read(0)) ?? 1 };
 }
 
-function validOrientation(value: number | undefined): number | undefined {
-  return value !== undefined && value >= 1 && value <= 8 ? value : undefined;
+/** A SHORT or LONG directory entry: its value count and a reader of value i (undefined past the file's end). */
+interface IfdEntry {
+  count: number;
+  read(i: number): number | undefined;
 }
 
 /**
- * The SHORT and LONG entries of the first image directory of a TIFF structure that starts at `start` (a TIFF
- * file, or the payload of an EXIF block) and must end by `end`; undefined if it is malformed. Offsets are
- * relative to `start`.
+ * The SHORT and LONG entries of the image directory at `ifd`, offsets relative to `start` (0 for a TIFF file, the
+ * payload's start for EXIF), reading values lazily so a table claiming billions of entries costs nothing. An
+ * entry whose values lie outside [start, end) is left out.
  */
-function readIfd0(r: ByteReader, start: number, end: number): Map<number, number[]> | undefined {
-  const le = r.startsWith(start, 'II');
-  if (!le && !r.startsWith(start, 'MM')) return undefined;
-  const ifdOffset = r.u32(start + 4, le);
-  if (ifdOffset === undefined) return undefined;
-  const ifd = start + ifdOffset;
-  const count = r.u16(ifd, le);
-  if (count === undefined || ifd + 2 + count * 12 > end) return undefined;
-  const entries = new Map<number, number[]>();
-  for (let i = 0; i < count; i++) {
+function readIfdEntries(r: ByteReader, ifd: number, le: boolean, start = 0, end = r.bytes.length): Map<number, IfdEntry> {
+  const entries = new Map<number, IfdEntry>();
+  const count = r.u16(ifd, le) ?? 0;
+  for (let i = 0; i < count && ifd + 14 + i * 12 <= end; i++) {
     const entry = ifd + 2 + i * 12;
-    const tag = r.u16(entry, le) ?? 0;
     const type = r.u16(entry + 2, le);
     const size = type === 3 ? 2 : type === 4 ? 4 : 0; // SHORT, LONG
     const values = r.u32(entry + 4, le) ?? 0;
     if (size === 0) continue;
     // Values that fit in 4 bytes sit in the entry itself; longer arrays at an offset.
     const at = values * size <= 4 ? entry + 8 : start + (r.u32(entry + 8, le) ?? 0);
-    if (!r.has(at, values * size) || at + values * size > end) return undefined;
-    entries.set(tag, Array.from({ length: values }, (_, k) => (size === 2 ? r.u16(at + 2 * k, le) : r.u32(at + 4 * k, le)) ?? 0));
+    if (at < start || at + values * size > end) continue;
+    entries.set(r.u16(entry, le) ?? 0, { count: values, read: (k) => (k < values ? (size === 2 ? r.u16(at + 2 * k, le) : r.u32(at + 4 * k, le)) : undefined) });
   }
   return entries;
+}
+
+/** The orientation in the first directory of an EXIF block (a TIFF structure from `start` to `end`). */
+function tiffOrientation(r: ByteReader, start: number, end: number): number | undefined {
+  const le = r.startsWith(start, 'II');
+  if (!le && !r.startsWith(start, 'MM')) return undefined;
+  const ifd = start + (r.u32(start + 4, le) ?? end);
+  if (ifd + 2 > end) return undefined;
+  return validOrientation(readIfdEntries(r, ifd, le, start, end).get(TAG_ORIENTATION)?.read(0));
+}
+
+function validOrientation(value: number | undefined): number | undefined {
+  return value !== undefined && value >= 1 && value <= 8 ? value : undefined;
 }
