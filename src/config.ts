@@ -15,6 +15,9 @@ export interface Config {
   /** Largest decoded image (width x height) accepted; checked from the header before decoding. */
   maxPixels: number;
   honourExif: boolean;
+  /** Budgets of one image in a worker: decode + preprocess time, and the worker's JavaScript heap. */
+  decodeTimeoutMs: number;
+  workerHeapMb: number;
   /** TensorFlow thread pools; undefined leaves the measured defaults (1 inside an op, one per worker across ops). */
   intraOpThreads: number | undefined;
   interOpThreads: number | undefined;
@@ -59,6 +62,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxUploadBytes', flag: 'max-upload-bytes', env: 'MAX_UPLOAD_BYTES', kind: int(1), default: String(20 * 1024 * 1024), help: 'largest accepted upload in bytes (larger: 413 file_too_large)' },
   { key: 'maxPixels', flag: 'max-pixels', env: 'MAX_PIXELS', kind: int(1), default: '36000000', help: 'largest image in pixels, checked from its header before decoding (larger: 413 image_too_large)' },
   { key: 'honourExif', flag: 'honour-exif', env: 'HONOUR_EXIF', kind: { type: 'bool' }, default: 'false', help: 'apply the EXIF orientation (PIL and torchvision ignore it, so the default does too)' },
+  { key: 'decodeTimeoutMs', flag: 'decode-timeout-ms', env: 'DECODE_TIMEOUT_MS', kind: int(100, 600000), default: '2000', help: 'longest one image may take to decode and preprocess; past it the request gets 422 decode_timeout and the worker doing it is replaced' },
+  { key: 'workerHeapMb', flag: 'worker-heap-mb', env: 'WORKER_HEAP_MB', kind: int(64, 65536), default: '512', help: 'JavaScript heap limit of each engine worker; an image whose decoding needs more gets 413 image_too_large and the worker is replaced' },
   { key: 'workers', flag: 'workers', env: 'WORKERS', kind: int(1, 256), default: undefined, help: 'engine worker threads, each decoding, preprocessing and running the model on its own TensorFlow session (unset: one per CPU core, one on a GPU)' },
   { key: 'maxBatch', flag: 'max-batch', env: 'MAX_BATCH', kind: int(1, 1024), default: '32', help: 'most images a worker runs through the model in one call (requests waiting for a worker are batched)' },
   { key: 'maxBatchDelayMs', flag: 'max-batch-delay-ms', env: 'MAX_BATCH_DELAY_MS', kind: int(0, 10000), default: '0', help: 'how long a free worker waits for a fuller batch before it starts a smaller one (0: start at once)' },

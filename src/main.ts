@@ -52,6 +52,8 @@ async function main(): Promise<number> {
     device: plan.kind,
     maxPixels: config.maxPixels,
     honourExif: config.honourExif,
+    decodeTimeoutMs: config.decodeTimeoutMs,
+    workerHeapMb: config.workerHeapMb,
     maxBatch: config.maxBatch,
     maxDelayMs: config.maxBatchDelayMs,
     logger,

@@ -1,8 +1,11 @@
 // Dynamic batching: jobs queue in arrival order; whenever one of the runners (a worker, or the in-process engine)
 // is free it takes every queued job up to the batch limit, so batches grow with load and a lone job is not held.
 
-/** What a runner gives back for each job of a batch, in the batch's order. */
-export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
+/**
+ * What a runner gives back for each job of a batch, in the batch's order. `retry`: the job was not run through no
+ * fault of its own (its worker was replaced because of another job), so it goes back to the front of the queue.
+ */
+export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown; retry?: boolean };
 
 /** Runs one batch; must settle every job (a rejection fails the whole batch). */
 export type BatchRunner<J, R> = (jobs: J[]) => Promise<Settled<R>[]>;
@@ -55,19 +58,24 @@ export class Batcher<J, R> {
       if (this.closed) throw new Error('the batcher is closed');
       signal?.throwIfAborted();
       const pending: Pending<J, R> = { job, resolve, reject, signal };
-      if (signal) {
-        pending.onAbort = () => {
-          const at = this.queue.indexOf(pending);
-          if (at >= 0) {
-            this.queue.splice(at, 1);
-            reject(signal.reason);
-          }
-        };
-        signal.addEventListener('abort', pending.onAbort, { once: true });
-      }
+      this.watch(pending);
       this.queue.push(pending);
       this.dispatch();
     });
+  }
+
+  /** While `pending` waits in the queue, aborting its signal takes it out and rejects it. */
+  private watch(pending: Pending<J, R>): void {
+    const { signal } = pending;
+    if (!signal) return;
+    pending.onAbort = () => {
+      const at = this.queue.indexOf(pending);
+      if (at >= 0) {
+        this.queue.splice(at, 1);
+        pending.reject(signal.reason);
+      }
+    };
+    signal.addEventListener('abort', pending.onAbort, { once: true });
   }
 
   /** Refuses new jobs; queued and running ones still complete. */
@@ -105,7 +113,17 @@ export class Batcher<J, R> {
       .then(
         (results) => {
           if (results.length !== batch.length) throw new Error(`a batch runner settled ${results.length} of ${batch.length} jobs`);
-          results.forEach((r, i) => (r.ok ? batch[i].resolve(r.value) : batch[i].reject(r.error)));
+          const again = batch.filter((p, i) => {
+            const r = results[i];
+            if (r.ok) p.resolve(r.value);
+            else if (!r.retry) p.reject(r.error);
+            return !r.ok && r.retry;
+          });
+          for (const p of again) {
+            if (p.signal?.aborted) p.reject(p.signal.reason);
+            else this.watch(p);
+          }
+          this.queue.unshift(...again.filter((p) => !p.signal?.aborted));
         },
         (error: unknown) => batch.forEach((p) => p.reject(error)),
       )

@@ -1,7 +1,7 @@
 // The whole prediction without HTTP: decode -> preprocess -> infer -> postprocess. Images are decoded and
 // preprocessed one by one and inferred as one batch; a Batcher gathers concurrent requests into those batches.
 import type { Tensor3D, Tensor4D } from '@tensorflow/tfjs-node';
-import { decodeImage } from '../image/decode';
+import { decodeImage, type DecodeOptions } from '../image/decode';
 import { createPreprocessor } from '../image/preprocess';
 import { readOut, type Tf } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
@@ -79,11 +79,16 @@ function infer(stages: Stages, inputs: Float32Array[]): Float32Array[] {
 
 /**
  * Runs one batch of jobs: each image prepared on its own (a bad upload fails only its job), all prepared images
- * inferred in one model call, each answered with its own top-k.
+ * inferred in one model call, each answered with its own top-k. `progress` hears of each step before it starts.
  */
-export async function runBatch(stages: Stages, jobs: PredictJob[]): Promise<Settled<PipelineResult>[]> {
+export async function runBatch(
+  stages: Stages,
+  jobs: PredictJob[],
+  progress: (step: number | 'infer') => void = () => undefined,
+): Promise<Settled<PipelineResult>[]> {
   const prepared: Settled<PreparedImage>[] = [];
-  for (const job of jobs) {
+  for (const [index, job] of jobs.entries()) {
+    progress(index);
     try {
       prepared.push({ ok: true, value: await prepare(stages, job.bytes) });
     } catch (error) {
@@ -93,6 +98,7 @@ export async function runBatch(stages: Stages, jobs: PredictJob[]): Promise<Sett
   const ready = prepared.flatMap((p, i) => (p.ok ? [{ i, image: p.value }] : []));
   let logits: Float32Array[] = [];
   let failure: Settled<PipelineResult> | undefined;
+  progress('infer');
   try {
     if (ready.length > 0) logits = infer(stages, ready.map((r) => r.image.input));
   } catch (error) {
@@ -121,7 +127,7 @@ export function createPipeline(stages: Stages, batching: BatcherOptions = { maxB
 }
 
 /** The stages of the project's decoder and PIL-exact preprocessor around a loaded model. */
-export function createStages(tf: Tf, model: Model, options: { maxPixels: number; honourExif: boolean }): Stages {
+export function createStages(tf: Tf, model: Model, options: DecodeOptions): Stages {
   const { height, width } = model.inputSize;
   const { mean, std } = model.metadata;
   return {

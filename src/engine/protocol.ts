@@ -13,6 +13,7 @@ export interface WorkerSetup {
   device: 'cpu' | 'gpu';
   maxPixels: number;
   honourExif: boolean;
+  decodeTimeoutMs: number;
 }
 
 export interface WireJob {
@@ -29,6 +30,9 @@ export type WireError =
 
 export type FromWorker =
   | { type: 'ready'; runtime: RuntimeInfo }
+  /** Job `index` of batch `id` starts decoding; `selfTimed`: its decoder enforces the time budget itself. */
+  | { type: 'decoding'; id: number; index: number; selfTimed: boolean }
+  | { type: 'inferring'; id: number }
   | { type: 'failed'; error: WireError }
   | { type: 'results'; id: number; results: ({ ok: true; value: PipelineResult } | { ok: false; error: WireError })[]; tensors: number };
 

@@ -3,8 +3,10 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { describe } from '../errors';
-import { ownArrayBuffer } from '../image/decode';
+// libvips (sharp) stays loaded for the life of the process: unloading it when a worker thread exits can crash.
+import 'sharp';
+import { describe, ServiceError } from '../errors';
+import { ownArrayBuffer, tooSlow } from '../image/decode';
 import type { Logger } from '../logger';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
@@ -19,6 +21,10 @@ export interface PoolOptions extends BatcherOptions {
   device: 'cpu' | 'gpu';
   maxPixels: number;
   honourExif: boolean;
+  /** Budget of one image's decode + preprocess; a worker past it is ended and replaced. */
+  decodeTimeoutMs: number;
+  /** JavaScript heap limit of each worker thread. */
+  workerHeapMb: number;
   logger: Logger;
 }
 
@@ -44,27 +50,47 @@ export class WorkerStartError extends Error {
 // Compiled (dist/) the worker is worker.js; run through tsx, worker.ts, loaded with the parent's -r tsx/cjs.
 const WORKER_FILE = path.join(__dirname, `worker${path.extname(__filename)}`);
 
-/** One worker thread: runs one batch at a time; `run` rejects every job of the batch if the thread dies. */
+/** Why a worker is ended or died, and which job is to blame for it. */
+type Blame = { kind: 'timeout' } | { kind: 'crash'; error: Error };
+
+/**
+ * One worker thread: runs one batch at a time. It reports each decode as it starts, and one that runs past the
+ * decode budget ends the thread: that job gets 422 decode_timeout, the others of its batch go back to the queue.
+ * A thread that dies while decoding blames that job the same way (413 when its heap limit was hit); one that dies
+ * in the model call fails its whole batch.
+ */
 class EngineWorker {
   readonly ready: Promise<RuntimeInfo>;
   private readonly thread: Worker;
   private nextId = 0;
   /** Tensors the thread held after its last batch. */
   tensors = 0;
-  private readonly running = new Map<number, (results: Settled<PipelineResult>[] | Error) => void>();
+  private readonly running = new Map<number, { jobs: number; settle: (results: Settled<PipelineResult>[] | Error) => void }>();
+  /** The job being decoded, with its budget timer (none when its decoder times itself). */
+  private decoding: { id: number; index: number; timer?: NodeJS.Timeout } | undefined;
   private exited = false;
 
-  constructor(setup: WorkerSetup, private readonly onExit: (worker: EngineWorker, reason: Error) => void) {
-    this.thread = new Worker(WORKER_FILE, { workerData: setup });
+  constructor(
+    setup: WorkerSetup,
+    heapMb: number,
+    private readonly onExit: (worker: EngineWorker, reason: Error) => void,
+  ) {
+    this.thread = new Worker(WORKER_FILE, { workerData: setup, resourceLimits: { maxOldGenerationSizeMb: heapMb } });
     this.ready = new Promise((resolve, reject) => {
       this.thread.on('message', (message: FromWorker) => {
         if (message.type === 'ready') resolve(message.runtime);
         else if (message.type === 'failed') reject(new WorkerStartError(fromWire(message.error).message));
+        else if (message.type === 'decoding') {
+          this.stopClock();
+          const timer = message.selfTimed ? undefined : setTimeout(() => this.end({ kind: 'timeout' }, setup.decodeTimeoutMs), setup.decodeTimeoutMs);
+          this.decoding = { id: message.id, index: message.index, timer };
+        } else if (message.type === 'inferring') this.stopClock();
         else {
+          this.stopClock();
           this.tensors = message.tensors;
-          const settle = this.running.get(message.id);
+          const batch = this.running.get(message.id);
           this.running.delete(message.id);
-          settle?.(message.results.map((r) => (r.ok ? r : { ok: false, error: fromWire(r.error) })));
+          batch?.settle(message.results.map((r) => (r.ok ? r : { ok: false, error: fromWire(r.error) })));
         }
       });
       this.thread.on('error', (err) => this.fail(err, reject));
@@ -73,29 +99,71 @@ class EngineWorker {
   }
 
   run(jobs: PredictJob[]): Promise<Settled<PipelineResult>[]> {
-    if (this.exited) return Promise.reject(new Error('engine worker is gone'));
+    // A worker being replaced hands the jobs back to the queue, for its successor or another worker.
+    if (this.exited) return Promise.resolve(jobs.map(() => ({ ok: false, error: new Error('engine worker replaced'), retry: true })));
     const id = this.nextId++;
     // Each upload goes over in a buffer of its own: a small Buffer shares Node's pool with other allocations.
     const wire = jobs.map((job) => ({ bytes: ownArrayBuffer(job.bytes), topk: job.topk }));
     return new Promise((resolve, reject) => {
-      this.running.set(id, (results) => (results instanceof Error ? reject(results) : resolve(results)));
+      this.running.set(id, { jobs: jobs.length, settle: (results) => (results instanceof Error ? reject(results) : resolve(results)) });
       this.thread.postMessage({ type: 'batch', id, jobs: wire } satisfies ToWorker, wire.map((j) => j.bytes));
     });
   }
 
   terminate(): Promise<number> {
     this.exited = true;
+    this.stopClock();
     return this.thread.terminate();
+  }
+
+  private stopClock(): void {
+    clearTimeout(this.decoding?.timer);
+    this.decoding = undefined;
+  }
+
+  /**
+   * Settles every batch of this thread: the job being decoded gets its error, the rest of its batch is retried;
+   * any other batch (dying in the model call) fails with `error`.
+   */
+  private settleAll(blame: Blame, budgetMs: number, error: Error): void {
+    const current = this.decoding;
+    this.stopClock();
+    for (const [id, batch] of this.running) {
+      if (current?.id === id) {
+        const own = blame.kind === 'timeout' ? tooSlow('image', budgetMs) : crashError(blame.error);
+        batch.settle(Array.from({ length: batch.jobs }, (_, i) => (i === current.index ? { ok: false, error: own } : { ok: false, error, retry: true })));
+      } else batch.settle(error);
+    }
+    this.running.clear();
+  }
+
+  /** Ends a thread that ran past the decode budget; the pool starts its successor at once. */
+  private end(blame: Blame, budgetMs: number): void {
+    if (this.exited) return;
+    this.exited = true;
+    const reason = new Error(`a decode ran past its budget of ${budgetMs} ms; the engine worker was ended`);
+    this.settleAll(blame, budgetMs, reason);
+    // A thread busy in native code stops when that call returns; its successor does not wait for it.
+    void this.thread.terminate();
+    this.onExit(this, reason);
   }
 
   private fail(err: Error, rejectStart: (err: Error) => void): void {
     if (this.exited) return;
     this.exited = true;
     rejectStart(err);
-    for (const settle of this.running.values()) settle(err);
-    this.running.clear();
+    this.settleAll({ kind: 'crash', error: err }, 0, err);
     this.onExit(this, err);
   }
+}
+
+/** The error of a job whose decoding killed its worker: over the heap budget, or a crash in a decoder. */
+function crashError(err: Error): ServiceError {
+  if ((err as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    return new ServiceError(413, 'image_too_large',
+      'Decoding this image needed more memory than this server allows one image (WORKER_HEAP_MB); send a smaller or plainer file.', { cause: err });
+  }
+  return new ServiceError(422, 'corrupt_image', 'The decoder failed on this file; re-save it as a plain JPEG or PNG.', { cause: err });
 }
 
 /**
@@ -114,14 +182,15 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
     device: options.device,
     maxPixels: options.maxPixels,
     honourExif: options.honourExif,
+    decodeTimeoutMs: options.decodeTimeoutMs,
   };
   let closing = false;
   let started = false;
   const workers: EngineWorker[] = [];
-  const spawn = (): EngineWorker => new EngineWorker(setup, onExit);
+  const spawn = (): EngineWorker => new EngineWorker(setup, options.workerHeapMb, onExit);
   const onExit = (gone: EngineWorker, reason: Error): void => {
     if (closing || !started) return;
-    logger.error('engine worker died; starting a new one', { error: describe(reason) });
+    logger.warn('engine worker ended; starting a new one', { reason: describe(reason) });
     const replacement = spawn();
     workers[workers.indexOf(gone)] = replacement;
     replacement.ready.catch((err: unknown) => logger.error('replacement engine worker failed to start', { error: describe(err) }));

@@ -1,6 +1,7 @@
 // A worker thread of the engine: its own TensorFlow binding and session of the model; it runs the batches the pool
 // hands it (decode -> preprocess -> infer -> postprocess) off the server's event loop.
 import { parentPort, workerData } from 'node:worker_threads';
+import { decoderTimesItself } from '../image/decode';
 import { loadRuntime } from '../runtime';
 import { Model } from './model';
 import { createStages, runBatch, type Stages } from './pipeline';
@@ -15,13 +16,18 @@ async function start(setup: WorkerSetup): Promise<Stages> {
   const { tf, info } = loadRuntime({ device: setup.device });
   const model = await Model.fromSession(tf, setup.metadata, setup.modelDir, setup.sessionDir);
   post({ type: 'ready', runtime: info });
-  return createStages(tf, model, { maxPixels: setup.maxPixels, honourExif: setup.honourExif });
+  return createStages(tf, model, { maxPixels: setup.maxPixels, honourExif: setup.honourExif, decodeTimeoutMs: setup.decodeTimeoutMs });
 }
 
 start(workerData as WorkerSetup).then(
   (stages) => {
     port.on('message', (message: ToWorker) => {
-      void runBatch(stages, message.jobs.map((job) => ({ bytes: new Uint8Array(job.bytes), topk: job.topk }))).then((results) =>
+      const { id } = message;
+      const jobs = message.jobs.map((job) => ({ bytes: new Uint8Array(job.bytes), topk: job.topk }));
+      // The pool times each decode from these messages and ends this thread if one runs past its budget.
+      const progress = (index: number | 'infer') =>
+        post(index === 'infer' ? { type: 'inferring', id } : { type: 'decoding', id, index, selfTimed: decoderTimesItself(jobs[index].bytes) });
+      void runBatch(stages, jobs, progress).then((results) =>
         post({ type: 'results', id: message.id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors }),
       );
     });

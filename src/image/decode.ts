@@ -3,7 +3,7 @@ import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { Jimp } from 'jimp';
 import sharp, { type OutputInfo } from 'sharp';
 import { ServiceError } from '../errors';
-import { checkPixelLimit, corrupt, readImageHeader, type ImageFormat, type ImageHeader } from './header';
+import { checkPixelLimit, corrupt, formatOf, readImageHeader, type ImageFormat, type ImageHeader } from './header';
 import type { Tf } from '../runtime';
 
 export interface DecodeOptions {
@@ -112,6 +112,12 @@ async function viaJimp(tf: Tf, bytes: Uint8Array, format: ImageFormat): Promise<
     throw corrupt(format, `the decoder stopped (${err instanceof Error ? err.message : String(err)})`, err);
   }
   return uint8Image(tf, rgbaToRgb(bitmap.data), bitmap.height, bitmap.width);
+}
+
+/** Whether the decoder of this upload enforces the decode budget itself (libvips does; TensorFlow and jimp do not). */
+export function decoderTimesItself(bytes: Uint8Array): boolean {
+  const format = formatOf(bytes);
+  return format === 'tiff' || format === 'webp';
 }
 
 /**

@@ -39,7 +39,7 @@ export async function serveDemoModel(): Promise<DemoServer> {
   assert.is(createHash('sha256').update(readFileSync(checkpoint)).digest('hex'), meta.source.sha256, 'reference checkpoint is the converted one');
 
   // The engine the server runs: worker threads, batches across them.
-  const pool = await startWorkerPool({ modelDir, workers: 2, device: 'cpu', maxPixels: 36_000_000, honourExif: false, maxBatch: 32, maxDelayMs: 0, logger: memoryLogger() });
+  const pool = await startWorkerPool({ modelDir, workers: 2, device: 'cpu', maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 32, maxDelayMs: 0, logger: memoryLogger() });
   const app = createApp({
     config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256 }),
     logger: memoryLogger(),

@@ -2,6 +2,7 @@
 // exactly as the in-process pipeline does; refusals cross the thread boundary as the same ServiceError.
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadPipeline, type Pipeline } from '../../src/engine/pipeline';
@@ -12,7 +13,7 @@ import { image } from '../helpers/fixtures';
 import { tf } from '../helpers/runtime';
 
 const PHOTOS = ['p02-squirrel.jpg', 'p05-raccoon.png', 'p19-coins.png', 'p04-tree.jpg', 'formats/lossy.webp', 'formats/single.gif'];
-const options = { workers: 2, device: 'cpu' as const, maxPixels: 36_000_000, honourExif: false, maxBatch: 4, maxDelayMs: 0 };
+const options = { workers: 2, device: 'cpu' as const, maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 4, maxDelayMs: 0 };
 
 let pool: WorkerPool;
 let local: { pipeline: Pipeline; dispose(): void };
@@ -86,6 +87,36 @@ test('a folder that cannot load fails the pool with the model error, and no work
       assert.match(err.message, 'non-finite logits');
     },
   );
+});
+
+test('a decode past its budget: 422 decode_timeout for that image, the rest of its batch answered, the worker replaced', async () => {
+  const { dir } = writeTinyModel(tempDir('pool-budget'), { classes: 5 });
+  const budgetLogger = memoryLogger();
+  // One worker and a short gathering delay, so the three requests form one batch with the slow one in the middle.
+  const budgeted = await startWorkerPool({ ...options, workers: 1, maxDelayMs: 50, decodeTimeoutMs: 100, modelDir: dir, logger: budgetLogger });
+  try {
+    // 36 megapixels of detail: several hundred milliseconds to decode here, far past 100 ms.
+    const noise = Buffer.from(Array.from({ length: 3 * 64 * 64 }, (_, i) => (i * 7919) & 255));
+    const slow = await sharp(noise, { raw: { width: 64, height: 64, channels: 3 } }).resize(6000, 6000, { kernel: 'nearest' }).jpeg({ quality: 95 }).toBuffer();
+    const small = readFileSync(image('p04-tree.jpg'));
+    const expected = await local.pipeline.predict(small, 3);
+    const started = Date.now();
+    const [first, timedOut, last] = await Promise.allSettled([small, slow, small].map((bytes) => budgeted.pipeline.predict(bytes, 3)));
+    assert.equal(first, { status: 'fulfilled', value: expected });
+    assert.equal(last, { status: 'fulfilled', value: expected });
+    assert.is(timedOut.status, 'rejected');
+    const error = (timedOut as PromiseRejectedResult).reason as ServiceError;
+    assert.instance(error, ServiceError);
+    assert.equal([error.status, error.code], [422, 'decode_timeout']);
+    assert.match(error.message, 'longer than this server\'s limit of 100 ms (DECODE_TIMEOUT_MS)');
+    assert.ok(Date.now() - started < 5000, 'answered without waiting for the slow decode to finish');
+    assert.ok(budgetLogger.lines.some((l) => l.msg === 'engine worker ended; starting a new one'), 'the replacement is logged');
+    // The replacement serves what comes next.
+    assert.equal(await budgeted.pipeline.predict(small, 3), expected);
+    assert.is(budgeted.workers, 1);
+  } finally {
+    await budgeted.close();
+  }
 });
 
 test('close lets queued predictions finish, then refuses new ones', async () => {
