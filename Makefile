@@ -90,9 +90,13 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKP
 	  --reference $(CONVERT_DIR)/reference.json --out '$(MODEL_DIR)'
 
 # The server on PORT (default 5012): builds, runs `make convert` first when MODEL_DIR holds no model yet (docs/config.md).
+# glibc gives large freed buffers (decoded images) back to the system at once and keeps two arenas, so the
+# process's memory returns to its level after a large upload (docs/runtime.md, "Memory").
+SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
+
 serve: setup build
 	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi
-	MODEL_DIR='$(MODEL_DIR)' node dist/src/main.js
+	MODEL_DIR='$(MODEL_DIR)' $(SERVE_MALLOC_ENV) node dist/src/main.js
 
 # The test command README gives: type-check, then every uvu suite on the native backend.
 test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask setup-gpu

@@ -1,6 +1,7 @@
 // A worker thread of the engine: its own TensorFlow binding and session of the model; it runs the batches the pool
 // hands it (decode -> preprocess -> infer -> postprocess) off the server's event loop.
 import { parentPort, workerData } from 'node:worker_threads';
+import sharp from 'sharp';
 import { decoderTimesItself } from '../image/decode';
 import { loadRuntime } from '../runtime';
 import { Model } from './model';
@@ -12,6 +13,10 @@ if (!port) throw new Error('src/engine/worker.ts runs as a worker thread of the 
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
 async function start(setup: WorkerSetup): Promise<Stages> {
+  // One libvips thread per decode and no cache of decoded images: the workers already use every core, and a
+  // cache would keep large images in memory after their answer.
+  sharp.concurrency(1);
+  sharp.cache(false);
   // The pool set TensorFlow's thread and oneDNN variables in the process environment before starting workers.
   const { tf, info } = loadRuntime({ device: setup.device });
   const model = await Model.fromSession(tf, setup.metadata, setup.modelDir, setup.sessionDir);

@@ -16,7 +16,7 @@ export interface DecodeOptions {
 }
 
 /** Default decode budget; the worker pool enforces it for every format by ending a worker that runs past it. */
-export const DEFAULT_DECODE_TIMEOUT_MS = 2000;
+export const DEFAULT_DECODE_TIMEOUT_MS = 5000;
 
 export interface DecodedImage {
   /**

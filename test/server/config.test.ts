@@ -32,7 +32,7 @@ test('defaults: port 5012 on localhost, model_tfjs, auto device, top-3', () => {
     maxUploadBytes: 20 * 1024 * 1024,
     maxPixels: 36_000_000,
     honourExif: false,
-    decodeTimeoutMs: 2000,
+    decodeTimeoutMs: 5000,
     workerHeapMb: 512,
     intraOpThreads: undefined,
     interOpThreads: undefined,

@@ -1,0 +1,114 @@
+// Hostile uploads against the real server process at default limits: every one answered with its JSON status
+// quickly, RSS growth bounded per request and given back afterwards, /health answering meanwhile, and the
+// service alive at the end. Time and memory figures are printed for the record.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { postImage, request, tempDir, writeTinyModel } from '../helpers/app';
+import { image } from '../helpers/fixtures';
+import { hostileInputs, type HostileInput } from '../helpers/hostile';
+import { spawnLogging, type LoggingProcess } from '../helpers/process';
+
+const ROOT = path.join(__dirname, '../..');
+const MiB = 2 ** 20;
+
+/** The allocator settings `make serve` starts the server with, read from the Makefile so the two cannot drift. */
+function serveMallocEnv(): Record<string, string> {
+  const line = readFileSync(path.join(ROOT, 'Makefile'), 'utf8').split('\n').find((l) => l.startsWith('SERVE_MALLOC_ENV :='));
+  assert.ok(line, 'the Makefile sets SERVE_MALLOC_ENV');
+  return Object.fromEntries(line.split(':=')[1].trim().split(/\s+/).map((pair) => pair.split('=') as [string, string]));
+}
+
+function status(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1]) * 1024;
+}
+
+/** Resets the process's peak RSS (VmHWM) so that the next reading is this request's peak; false if not permitted. */
+function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let server: LoggingProcess;
+let url: string;
+let pid: number;
+
+test.before(async () => {
+  const { dir } = writeTinyModel(tempDir('hostile-model'), { classes: 5, height: 64, width: 64 });
+  server = spawnLogging(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts'), '--device', 'cpu', '--port', '0', '--model-dir', dir], {
+    cwd: ROOT,
+    env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...serveMallocEnv() },
+  });
+  ({ url } = (await server.logged('listening (model loading)')) as { url: string });
+  await server.logged('ready');
+  pid = server.child.pid!;
+  // Warm both workers and the allocator with ordinary photos, so the baseline is the service's steady state.
+  const photo = readFileSync(image('p10-mountains-large.jpg'));
+  for (let i = 0; i < 6; i++) await Promise.all([postImage(url, photo), postImage(url, photo)]);
+});
+
+test.after(() => server.kill());
+
+/** Polls /health one request after another until `stop` resolves; resolves with the slowest answer in ms. */
+async function healthWhile(stop: Promise<unknown>): Promise<number> {
+  let done = false;
+  void stop.finally(() => (done = true));
+  let slowest = 0;
+  while (!done) {
+    const started = performance.now();
+    const reply = await request(`${url}/health`);
+    slowest = Math.max(slowest, performance.now() - started);
+    assert.is(reply.status, 200, '/health answers 200 meanwhile');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return slowest;
+}
+
+async function attack(input: HostileInput): Promise<string> {
+  const before = status(pid, 'VmRSS');
+  const peakKnown = resetPeak(pid);
+  const started = performance.now();
+  const reply = postImage(url, input.bytes, { filename: input.name });
+  const slowestHealth = await healthWhile(reply);
+  const { status: code, body } = await reply;
+  const ms = performance.now() - started;
+  const peak = peakKnown ? status(pid, 'VmHWM') : status(pid, 'VmRSS');
+  // Freed buffers go back to the system at once with the Makefile's allocator settings; allow a moment.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const after = status(pid, 'VmRSS');
+  const line = `${input.name}: ${code} in ${ms.toFixed(0)} ms, RSS ${(before / MiB).toFixed(0)} MiB, peak +${((peak - before) / MiB).toFixed(0)} MiB, ` +
+    `after ${((after - before) / MiB).toFixed(0)} MiB, slowest /health ${slowestHealth.toFixed(0)} ms`;
+
+  assert.is(code, input.status, `${line}\n${JSON.stringify(body)}`);
+  if (input.status === 200) {
+    assert.is((body as { success: boolean }).success, true, input.name);
+  } else {
+    const { success, error } = body as { success: boolean; error: { code: string; message: string } };
+    assert.equal([success, error.code], [false, input.code], `${input.name}: ${JSON.stringify(body)}`);
+    assert.ok(error.message.length > 40, `${input.name}: the message says what was wrong and what to do`);
+    assert.ok(ms < 2000, `${line}: a refusal comes within 2 s`);
+  }
+  assert.ok(slowestHealth < 100, `${line}: /health within 100 ms meanwhile`);
+  assert.ok(peak - before < 300 * 1e6, `${line}: under 300 MB of growth`);
+  assert.ok(after - before < 0.1 * before, `${line}: memory comes back to within 10%`);
+  return line;
+}
+
+test('every class of hostile upload: its JSON answer, bounded time and memory, /health answering throughout', async () => {
+  const lines: string[] = [];
+  for (const input of await hostileInputs()) lines.push(await attack(input));
+  process.stdout.write(`\n${lines.join('\n')}\n`);
+  // Still serving, with every worker.
+  const health = await request(`${url}/health`);
+  assert.is(health.status, 200);
+  const photo = await postImage(url, readFileSync(image('p04-tree.jpg')));
+  assert.is(photo.status, 200);
+});
+
+test.run();
