@@ -12,7 +12,7 @@ IMAGE_SIZE ?= 64
 
 STAMPS := .cache/stamps
 
-.PHONY: setup setup-gpu deps-python build convert serve test bench soak clean
+.PHONY: setup setup-gpu deps-python build convert serve test fuzz bench soak clean
 
 $(STAMPS):
 	mkdir -p $@
@@ -102,6 +102,12 @@ serve: setup build
 test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask setup-gpu
 	npx tsc -p tsconfig.json --noEmit
 	node -r tsx/cjs test/run.ts
+
+# Fuzzing of the upload entry points (docs/fuzzing.md): FUZZ_SECONDS in all, a random seed unless FUZZ_SEED, a
+# report per target, failing inputs under .cache/fuzz/. `make test` runs a bounded, fixed-seed pass (test/fuzz/).
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMPS)/npm setup
+	FUZZ_SECONDS='$(FUZZ_SECONDS)' node -r tsx/cjs test/fuzz/fuzz.ts
 
 # Flask for the benchmark's replica of the original server (bench/flask_server.py) and its smoke test.
 $(STAMPS)/flask: | $(STAMPS)

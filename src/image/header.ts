@@ -324,11 +324,8 @@ function parseGif(r: ByteReader): ImageHeader {
 
 function parseBmp(r: ByteReader): ImageHeader {
   const dibSize = r.u32(14, true);
-  if (dibSize === 12) {
-    // OS/2 BITMAPCOREHEADER: 16-bit sizes.
-    if (!r.has(14, 12)) throw corrupt('bmp', 'the file ends inside its header');
-    return { format: 'bmp', width: r.u16(18, true) ?? 0, height: r.u16(20, true) ?? 0, orientation: 1, bitDepth: r.u16(24, true), compression: 0 };
-  }
+  // OS/2 bitmaps (12-byte header) are read by neither TensorFlow nor jimp.
+  if (dibSize === 12) throw unsupported('An OS/2 bitmap (BMP with a 12-byte header)', 'save it as a Windows BMP or a PNG');
   if (dibSize === undefined || dibSize < 40 || !r.has(14, 20)) throw corrupt('bmp', 'the file ends inside its header');
   // A negative height marks a top-down bitmap.
   return {

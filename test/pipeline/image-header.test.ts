@@ -92,6 +92,9 @@ test('recognised but unsupported variants: 415 saying what to send instead', () 
   throwsService(() => readImageHeader(animated), 415, 'unsupported_format', /Animated WebP is not supported; send a still image/);
   const twelveBit = bytes([0xff, 0xd8, 0xff, 0xc1, 0, 11, 12, 0, 8, 0, 8, 3, 1, 0x11, 0]);
   throwsService(() => readImageHeader(twelveBit), 415, 'unsupported_format', /12-bit JPEG is not supported; save it as an 8-bit JPEG/);
+  // A 4x4 24-bit OS/2 bitmap: 14-byte file header, 12-byte core header (size, width, height, planes, bits).
+  const os2 = bytes('BM', [74, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0, 0], [12, 0, 0, 0, 4, 0, 4, 0, 1, 0, 24, 0], new Array(48).fill(0x80));
+  throwsService(() => readImageHeader(os2), 415, 'unsupported_format', /OS\/2 bitmap .* save it as a Windows BMP or a PNG/);
 });
 
 test('not images: 415 naming the accepted formats; empty: 400', () => {
