@@ -10,6 +10,7 @@ import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload 
 import type { HealthInfo } from '../src/http/routes/health';
 import { renderPlot } from './plot';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
+import { serveMallocEnv } from '../test/helpers/process';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -152,6 +153,8 @@ function contenders(opts: Options, exported: ExportInfo, checkpoint: string, log
         command: process.execPath,
         args: [mustExist(path.join(ROOT, 'dist/src/main.js'), 'run `make build` first'), '--port', String(port),
           '--host', '127.0.0.1', '--model-dir', opts.modelDir, '--device', 'cpu'],
+        // As `make serve` starts it.
+        env: serveMallocEnv(),
         logFile: path.join(logDir, 'ours.log'),
       }),
       ready: async (base) => (await fetch(new URL('/health', base))).status === 200,

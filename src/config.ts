@@ -30,6 +30,8 @@ export interface Config {
   requestTimeoutMs: number;
   /** Prediction requests accepted at once (running, queued or uploading); more are answered 503. */
   maxInFlight: number;
+  /** On SIGTERM, how long /health reports "stopping" while the server still accepts and serves, before closing the listener. */
+  shutdownDrainMs: number;
   /** Time given to in-flight requests on SIGTERM/SIGINT before connections are cut. */
   shutdownGraceMs: number;
   logLevel: LogLevel;
@@ -69,8 +71,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxBatchDelayMs', flag: 'max-batch-delay-ms', env: 'MAX_BATCH_DELAY_MS', kind: int(0, 10000), default: '0', help: 'how long a free worker waits for a fuller batch before it starts a smaller one (0: start at once)' },
   { key: 'intraOpThreads', flag: 'intra-op-threads', env: 'TF_NUM_INTRAOP_THREADS', kind: int(1, 1024), default: undefined, help: 'threads inside one TensorFlow op (unset: 1)' },
   { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(1, 1024), default: undefined, help: 'TensorFlow ops run in parallel, shared by the workers (unset: one per worker)' },
-  { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request, and for a queued prediction to start (then 503 overloaded)' },
+  { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request body (then 408 request_timeout), and for a queued prediction to start (then 503 overloaded)' },
   { key: 'maxInFlight', flag: 'max-in-flight', env: 'MAX_IN_FLIGHT', kind: int(1, 100000), default: '128', help: 'prediction requests held at once (uploading, queued, running); more get 503 overloaded with Retry-After (memory: up to this many uploads of --max-upload-bytes)' },
+  { key: 'shutdownDrainMs', flag: 'shutdown-drain-ms', env: 'SHUTDOWN_DRAIN_MS', kind: int(0), default: '5000', help: 'on SIGTERM, time /health answers 503 "stopping" while new requests are still accepted and served, for load balancers to stop sending; then the listener closes and shutdown-grace-ms starts (SIGINT skips the drain)' },
   { key: 'shutdownGraceMs', flag: 'shutdown-grace-ms', env: 'SHUTDOWN_GRACE_MS', kind: int(0), default: '30000', help: 'on SIGTERM/SIGINT, time for accepted requests to finish before connections are cut' },
   { key: 'compat', flag: 'compat', env: 'COMPAT', kind: { type: 'bool' }, default: 'false', help: 'answer POST /predict errors as the original demo did: status 200 and exactly {"success": false} (the error code in the X-Error-Code header)' },
   { key: 'logLevel', flag: 'log-level', env: 'LOG_LEVEL', kind: { type: 'enum', values: LOG_LEVELS }, default: 'info', help: 'log lines (JSON on stderr) at this level and above' },

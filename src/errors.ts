@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'image_too_large'
   | 'bad_request'
   | 'bad_topk'
+  | 'request_timeout'
   | 'method_not_allowed'
   | 'not_found'
   | 'not_ready'

@@ -1,7 +1,8 @@
 // Server entry: config -> runtime plan -> listen (health 503) -> engine workers load and warm the model -> ready;
-// graceful shutdown on signals.
+// graceful shutdown on signals (SIGTERM drains first).
 import http from 'node:http';
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, parseConfig, usage, type Config } from './config';
 import { ModelLoadError } from './engine/model';
 import { startWorkerPool, WorkerStartError, type WorkerPool } from './engine/worker-pool';
@@ -11,6 +12,9 @@ import { healthInfo, runtimeHealth } from './http/routes/health';
 import type { Ready } from './http/state';
 import { createLogger, type Logger } from './logger';
 import { prepareRuntime, type RuntimePlan } from './runtime';
+
+/** How far Node's request timeout stays behind the upload route's, which must answer first. */
+const NODE_TIMEOUT_MARGIN_MS = 5_000;
 
 async function main(): Promise<number> {
   let config: Config;
@@ -41,9 +45,18 @@ async function main(): Promise<number> {
   }
 
   // Caught from here on: a signal during the model load is acted on once the load is over.
-  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+  let serving = false;
+  const stopSignal = new Promise<{ signal: NodeJS.Signals; drain: boolean }>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', stop).off('SIGINT', stop);
+      // A further signal must not end the process (the default action) while requests are still being answered.
+      const again = () => logger.warn('already shutting down; waiting for accepted requests to finish');
+      process.on('SIGTERM', again).on('SIGINT', again);
+      // Only an orchestrator's SIGTERM to a serving instance waits for load balancers: a terminal's SIGINT has none,
+      // and an instance that never reported ready was never sent traffic.
+      resolve({ signal, drain: signal === 'SIGTERM' && serving });
+    };
+    process.on('SIGTERM', stop).on('SIGINT', stop);
   });
   const loading = startWorkerPool({
     modelDir: config.modelDir,
@@ -65,8 +78,11 @@ async function main(): Promise<number> {
   }));
   const app = createApp({ config, logger, ready });
   const server = http.createServer(app.koa.callback());
-  server.requestTimeout = config.requestTimeoutMs;
+  server.on('checkContinue', app.checkContinue);
+  // Node's own limits answer an empty 408: they stay behind the upload route's JSON 408 (whose clock starts once
+  // the headers are in) as a backstop.
   server.headersTimeout = Math.min(config.requestTimeoutMs, 60_000);
+  server.requestTimeout = server.headersTimeout + config.requestTimeoutMs + NODE_TIMEOUT_MARGIN_MS;
 
   try {
     await listen(server, config);
@@ -96,9 +112,15 @@ async function main(): Promise<number> {
   const { metadata } = pool;
   logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo, workers: pool.workers, ...runtimeHealth(pool.runtime) });
   if (metadata.source.demo) logger.warn('serving the UNTRAINED demo model: predictions are meaningless; convert your best.pth with `make convert`');
+  serving = true;
 
-  const signal = await stopSignal;
-  const clean = await shutdown(server, app.beginShutdown, config.shutdownGraceMs, logger, signal);
+  const { signal, drain } = await stopSignal;
+  app.beginShutdown();
+  if (drain && config.shutdownDrainMs > 0) {
+    logger.info('draining: health reports stopping, new requests are still served', { signal, drain_ms: config.shutdownDrainMs });
+    await sleep(config.shutdownDrainMs);
+  }
+  const clean = await shutdown(server, config.shutdownGraceMs, logger, signal);
   await pool.close();
   logger.info('stopped', { clean });
   return clean ? 0 : 1;
@@ -118,13 +140,11 @@ function listen(server: http.Server, config: Config): Promise<void> {
  * Stops accepting connections, lets every request already received finish (keep-alive connections close after
  * their response), and cuts what is left after `graceMs`. Resolves true when nothing had to be cut.
  */
-async function shutdown(server: http.Server, beginShutdown: () => void, graceMs: number, logger: Logger, signal: string): Promise<boolean> {
-  logger.info('shutting down: finishing accepted requests', { signal, grace_ms: graceMs });
-  beginShutdown();
-  const again = () => logger.warn('already shutting down; waiting for accepted requests to finish');
-  process.on('SIGTERM', again).on('SIGINT', again);
+async function shutdown(server: http.Server, graceMs: number, logger: Logger, signal: string): Promise<boolean> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
+  // Logged once the listener is closed: from this line on a new connection is refused.
+  logger.info('shutting down: finishing accepted requests', { signal, grace_ms: graceMs });
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(true), graceMs);

@@ -1,4 +1,5 @@
 // createApp(deps): the Koa application (middleware order and routes); it never listens, so tests drive app.callback().
+import type http from 'node:http';
 import Koa from 'koa';
 import Router from '@koa/router';
 import { ServiceError } from '../errors';
@@ -13,6 +14,11 @@ export interface App {
   state: AppState;
   /** Health reports "stopping" (503) and every response closes its connection; requests already sent are served. */
   beginShutdown(): void;
+  /**
+   * The server's 'checkContinue' listener: instead of Node's automatic 100 Continue, the upload route sends it once
+   * it accepts the declared size, so a refused upload is answered before its body is sent.
+   */
+  checkContinue: http.RequestListener;
 }
 
 /** Endpoints and the methods each answers; anything else on these paths is 405 with an Allow header. */
@@ -55,11 +61,16 @@ export function createApp(deps: AppDeps): App {
   // Errors are answered by errorMiddleware; what still reaches Koa (e.g. a socket error) is only logged.
   koa.on('error', (err: unknown) => logger.error('koa error', { error: String(err) }));
 
+  const handle = koa.callback();
   return {
     koa,
     state,
     beginShutdown() {
       state.stopping = true;
+    },
+    checkContinue(req, res) {
+      state.awaitingContinue.add(res);
+      void handle(req, res);
     },
   };
 }

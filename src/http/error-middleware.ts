@@ -34,6 +34,9 @@ export function errorMiddleware(logger: Logger, options: { compatPaths: readonly
       }
       const code = known?.code ?? 'internal';
       for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
+      // Answered before the whole body arrived (too large, too slow, refused on sight): Node would read the rest to
+      // keep the connection; closing it once the answer is flushed ends the upload instead.
+      if (!ctx.req.complete) ctx.set('Connection', 'close');
       if (ctx.method === 'POST' && options.compatPaths.includes(ctx.path)) {
         ctx.status = 200;
         ctx.set('X-Error-Code', code);

@@ -1,4 +1,5 @@
 // What the routes and the app share: the config they read, what "ready" holds, and the app's mutable state.
+import type { ServerResponse } from 'node:http';
 import type { Config } from '../config';
 import type { Pipeline } from '../engine/pipeline';
 import type { Logger } from '../logger';
@@ -27,5 +28,7 @@ export class AppState {
   failure: Error | undefined;
   stopping = false;
   inFlight = 0;
+  /** Requests with `Expect: 100-continue` not yet told to send their body (see App.checkContinue). */
+  readonly awaitingContinue = new WeakSet<ServerResponse>();
 }
 

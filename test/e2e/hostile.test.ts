@@ -8,17 +8,10 @@ import * as assert from 'uvu/assert';
 import { postImage, request, tempDir, writeTinyModel } from '../helpers/app';
 import { image } from '../helpers/fixtures';
 import { hostileInputs, type HostileInput } from '../helpers/hostile';
-import { spawnLogging, type LoggingProcess } from '../helpers/process';
+import { serveMallocEnv, spawnLogging, type LoggingProcess } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
 const MiB = 2 ** 20;
-
-/** The allocator settings `make serve` starts the server with, read from the Makefile so the two cannot drift. */
-function serveMallocEnv(): Record<string, string> {
-  const line = readFileSync(path.join(ROOT, 'Makefile'), 'utf8').split('\n').find((l) => l.startsWith('SERVE_MALLOC_ENV :='));
-  assert.ok(line, 'the Makefile sets SERVE_MALLOC_ENV');
-  return Object.fromEntries(line.split(':=')[1].trim().split(/\s+/).map((pair) => pair.split('=') as [string, string]));
-}
 
 function status(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

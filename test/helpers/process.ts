@@ -1,5 +1,7 @@
 // A child process whose JSON log lines (one per line on stderr) tests can wait for, and that is always cleaned up.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 export interface LoggingProcess {
   child: ChildProcess;
@@ -64,4 +66,15 @@ export function spawnLogging(command: string, args: string[], options: SpawnOpti
       await exited;
     },
   };
+}
+
+/**
+ * The allocator settings `make serve` starts the server with (SERVE_MALLOC_ENV in the Makefile), for tests and the
+ * benchmark that start it themselves: read from the Makefile so that they cannot drift apart.
+ */
+export function serveMallocEnv(): Record<string, string> {
+  const makefile = readFileSync(path.join(__dirname, '../../Makefile'), 'utf8');
+  const line = makefile.split('\n').find((l) => l.startsWith('SERVE_MALLOC_ENV :='));
+  if (!line) throw new Error('the Makefile no longer sets SERVE_MALLOC_ENV');
+  return Object.fromEntries(line.split(':=')[1].trim().split(/\s+/).map((pair) => pair.split('=') as [string, string]));
 }

@@ -41,6 +41,7 @@ test('defaults: port 5012 on localhost, model_tfjs, auto device, top-3', () => {
     maxBatchDelayMs: 0,
     requestTimeoutMs: 30_000,
     maxInFlight: 128,
+    shutdownDrainMs: 5000,
     shutdownGraceMs: 30_000,
     logLevel: 'info',
     compat: false,

@@ -1,6 +1,8 @@
 // POST /predict: admission (ready, not overloaded), multipart upload of field `image`, topk, then the pipeline.
+import type { IncomingMessage } from 'node:http';
+import type { Readable, Writable } from 'node:stream';
 import multer from '@koa/multer';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type { Prediction } from '../../engine/postprocess';
 import { ServiceError } from '../../errors';
 import type { AppConfig, AppState, Ready } from '../state';
@@ -13,14 +15,19 @@ export interface PredictBody {
 
 const FIELD = 'image';
 const USAGE_HINT = `send multipart/form-data with the picture as file field "${FIELD}" (curl -F "${FIELD}=@photo.jpg" .../predict)`;
+/** Room for the form around the file (boundaries, part headers, `topk`): a body over the file limit plus this is too large. */
+export const FORM_ALLOWANCE_BYTES = 64 * 1024;
+
+/** multer's documented `streamHandler` option, which its typings lack: it feeds the request body to busboy. */
+interface UploadOptions extends multer.Options {
+  streamHandler(req: IncomingMessage, busboy: Writable): void;
+}
 
 export function predictRoute(deps: { config: AppConfig; state: AppState }): Middleware[] {
   const { config, state } = deps;
-  const upload = multer({
-    storage: multer.memoryStorage(),
-    // Small caps on everything but the picture: the only other input is `topk`.
-    limits: { fileSize: config.maxUploadBytes, files: 1, fields: 8, fieldSize: 1024, parts: 10 },
-  }).single(FIELD);
+  const maxBodyBytes = config.maxUploadBytes + FORM_ALLOWANCE_BYTES;
+  const tooLarge = () =>
+    new ServiceError(413, 'file_too_large', `The upload is larger than the limit of ${config.maxUploadBytes} bytes (MAX_UPLOAD_BYTES); send a smaller file.`);
 
   /**
    * Refuses before reading the body when not ready or when too many requests are held already. Requests that
@@ -41,13 +48,48 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
   };
 
   const receive: Middleware = async (ctx, next) => {
-    try {
-      await upload(ctx, async () => undefined);
-    } catch (err) {
-      throw uploadError(err, config.maxUploadBytes);
-    }
+    if ((ctx.request.length ?? 0) > maxBodyBytes) throw tooLarge();
+    if (state.awaitingContinue.delete(ctx.res)) ctx.res.writeContinue();
+    await receiveUpload(ctx);
     await next();
   };
+
+  /**
+   * Parses the form with multer, but fails as soon as the file goes over the limit, a chunked body goes over the
+   * limit plus the form's allowance, or the request timeout passes: multer itself reports an error only after
+   * reading the body to its end, which a hostile or stalled client may never send.
+   */
+  async function receiveUpload(ctx: Context): Promise<void> {
+    let stop: (err: ServiceError) => void = () => undefined;
+    const stopped = new Promise<never>((_, reject) => (stop = reject));
+    const timer = setTimeout(() => stop(timeoutError(config.requestTimeoutMs)), config.requestTimeoutMs);
+    let received = 0;
+    const count = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > maxBodyBytes) stop(tooLarge());
+    };
+    const options: UploadOptions = {
+      storage: multer.memoryStorage(),
+      // Small caps on everything but the picture: the only other input is `topk`.
+      limits: { fileSize: config.maxUploadBytes, files: 1, fields: 8, fieldSize: 1024, parts: 10 },
+      streamHandler(req, busboy) {
+        req.on('data', count);
+        busboy.on('file', (_field: string, file: Readable) => file.once('limit', () => stop(tooLarge())));
+        req.pipe(busboy);
+      },
+    };
+    const parsed = multer(options)
+      .single(FIELD)(ctx, async () => undefined)
+      .catch((err: unknown) => {
+        throw uploadError(err, tooLarge);
+      });
+    try {
+      await Promise.race([parsed, stopped]);
+    } finally {
+      clearTimeout(timer);
+      ctx.req.off('data', count);
+    }
+  }
 
   const handle: Middleware = async (ctx) => {
     const ready = state.ready as Ready;
@@ -95,13 +137,21 @@ export function parseTopk(raw: unknown, fallback: number, classes: number): numb
   return value;
 }
 
+function timeoutError(ms: number): ServiceError {
+  return new ServiceError(
+    408,
+    'request_timeout',
+    `The request body did not arrive within ${ms} ms (REQUEST_TIMEOUT_MS): send the whole body without pausing, with a Content-Length that matches it; on a slow link send a smaller file.`,
+  );
+}
+
 /** Multer and busboy failures are all about the request body: name the limit or the malformation. */
-function uploadError(err: unknown, maxBytes: number): ServiceError {
+function uploadError(err: unknown, tooLarge: () => ServiceError): ServiceError {
   const code = (err as { code?: unknown }).code;
   const field = (err as { field?: unknown }).field;
   switch (code) {
     case 'LIMIT_FILE_SIZE':
-      return new ServiceError(413, 'file_too_large', `The upload is larger than the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES); send a smaller file.`, { cause: err });
+      return tooLarge();
     case 'LIMIT_FILE_COUNT':
       return new ServiceError(400, 'bad_request', `The form holds more than one file: send one picture per request, in field "${FIELD}".`, { cause: err });
     case 'LIMIT_UNEXPECTED_FILE':
