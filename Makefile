@@ -92,7 +92,7 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKP
 # The server on PORT (default 5012): builds, runs `make convert` first when MODEL_DIR holds no model yet (docs/config.md).
 # glibc gives large freed buffers (decoded images) back to the system at once and keeps two arenas, so the
 # process's memory returns to its level after a large upload (docs/runtime.md, "Memory").
-SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
+SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=33554432
 
 serve: setup build
 	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi
