@@ -46,6 +46,14 @@ $(STAMPS)/onnx-testdata: | $(STAMPS)
 	fi
 	touch $@
 
+# Test-only: Debian's nginx. test/deploy/nginx.test.ts runs its own nginx with deploy/nginx/nginx.conf in front of
+# two service processes (where systemd runs, installing the package also starts Debian's nginx service on port 80).
+$(STAMPS)/nginx: | $(STAMPS)
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+	  $(call apt_install,nginx,make test runs deploy/nginx/nginx.conf in front of two service processes); \
+	fi
+	touch $@
+
 # What building the native addon needs: pip (only downloads the TensorFlow wheel), a C++ compiler and make.
 $(STAMPS)/native-tools: | $(STAMPS)
 	@if ! { $(PYTHON) -m pip --version && command -v g++ && command -v make; } >/dev/null 2>&1; then \
@@ -90,6 +98,7 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKP
 	  --reference $(CONVERT_DIR)/reference.json --out '$(MODEL_DIR)'
 
 # The server on PORT (default 5012): builds, runs `make convert` first when MODEL_DIR holds no model yet (docs/config.md).
+# Every option is an env variable, also given on make's command line: `make serve WORKERS=2` runs two processes.
 # glibc gives large freed buffers (decoded images) back to the system at once and keeps two arenas, so the
 # process's memory returns to its level after a large upload (docs/runtime.md, "Memory").
 SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=33554432
@@ -99,7 +108,7 @@ serve: setup build
 	MODEL_DIR='$(MODEL_DIR)' $(SERVE_MALLOC_ENV) node dist/src/main.js
 
 # The test command README gives: type-check, then every uvu suite on the native backend.
-test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask setup-gpu
+test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask $(STAMPS)/nginx $(STAMPS)/podman setup-gpu
 	npx tsc -p tsconfig.json --noEmit
 	node -r tsx/cjs test/run.ts
 
@@ -137,6 +146,37 @@ SOAK_REQUESTS ?= 100000
 soak: build setup $(STAMPS)/python
 	$(MAKE) --no-print-directory convert MODEL_DIR=$(BENCH_DIR)/model_tfjs CONVERT_DIR=$(BENCH_DIR)/convert
 	npx tsx bench/soak.ts --model-dir $(BENCH_DIR)/model_tfjs --requests $(SOAK_REQUESTS) --concurrency 32
+
+# Container image (Dockerfile, docs/deploy.md), built with podman. No image registry is reachable here, so the base
+# (Debian bookworm and Node 20) is built locally first, unless NODE_IMAGE names another (e.g. node:20-bookworm-slim).
+.PHONY: image image-vars
+IMAGE ?= localhost/torch-serve-node:$(shell node -p 'require("./package.json").version')
+LOCAL_NODE_IMAGE := localhost/node:20-bookworm-local
+NODE_IMAGE ?= $(LOCAL_NODE_IMAGE)
+# runc: crun fails on cgroup v1 kernels. The ulimits stay under the machine's hard limits, below podman's defaults.
+PODMAN ?= podman --runtime runc
+PODMAN_ULIMITS := --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
+# The machine's CA bundle, trusted by the build's downloads only (a build secret): a TLS-inspecting proxy's CA works.
+BUILD_CA ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+build_ca_secret = --secret id=build_ca,src='$(BUILD_CA)'
+
+$(STAMPS)/podman: | $(STAMPS)
+	@if ! { command -v podman && command -v runc && command -v debootstrap; } >/dev/null 2>&1; then \
+	  $(call apt_install,podman runc debootstrap,make image builds the container image with podman on a Debian base made by debootstrap); \
+	fi
+	touch $@
+
+# --format docker keeps HEALTHCHECK (OCI images have none); --network host: the build downloads as the machine does.
+image: $(STAMPS)/podman
+ifeq ($(NODE_IMAGE),$(LOCAL_NODE_IMAGE))
+	PODMAN='$(PODMAN)' SUDO='$(SUDO)' deploy/container/base-image.sh '$(NODE_IMAGE)'
+endif
+	$(PODMAN) build --format docker --network host $(PODMAN_ULIMITS) --build-arg NODE_IMAGE='$(NODE_IMAGE)' \
+	  $(if $(BUILD_CA),$(build_ca_secret)) --tag '$(IMAGE)' .
+
+# What test/deploy/ reads: the image's name, and podman and its run options as used here.
+image-vars:
+	@echo 'IMAGE=$(IMAGE)'; echo 'PODMAN=$(PODMAN)'; echo 'PODMAN_ULIMITS=$(PODMAN_ULIMITS)'
 
 clean:
 	rm -rf dist .cache

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'image_too_large'
   | 'bad_request'
   | 'bad_topk'
+  | 'unauthorized'
+  | 'forbidden'
   | 'request_timeout'
   | 'method_not_allowed'
   | 'not_found'

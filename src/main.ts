@@ -1,14 +1,18 @@
 // Server entry: config -> runtime plan -> listen (health 503) -> engine workers load and warm the model -> ready;
-// graceful shutdown on signals (SIGTERM drains first).
+// graceful shutdown on signals (SIGTERM drains first). With --workers N above 1 this process only supervises N
+// copies of itself that share the port (src/cluster.ts); each of those loads the model and listens once it is warm.
+import cluster from 'node:cluster';
 import http from 'node:http';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { reportReady, runPrimary, threadsPerProcess, withFields } from './cluster';
 import { ConfigError, parseConfig, usage, type Config } from './config';
 import { ModelLoadError } from './engine/model';
 import { startWorkerPool, WorkerStartError, type WorkerPool } from './engine/worker-pool';
 import { describe } from './errors';
 import { createApp } from './http/app';
-import { healthInfo, runtimeHealth } from './http/routes/health';
+import { AuthConfigError, createAuthenticator, type Authenticator } from './http/auth';
+import { healthInfo, runtimeHealth, type HealthInfo } from './http/routes/health';
 import type { Ready } from './http/state';
 import { createLogger, type Logger } from './logger';
 import { prepareRuntime, type RuntimePlan } from './runtime';
@@ -30,14 +34,27 @@ async function main(): Promise<number> {
     process.stderr.write(`${err.message}\n`);
     return 2;
   }
-  const logger = createLogger(config.logLevel);
+  const rootLogger = createLogger(config.logLevel, { format: config.logFormat });
+  if (config.workers > 1 && cluster.isPrimary) return runPrimary(config.workers, withFields(rootLogger, { pid: process.pid }));
+  const worker = cluster.worker;
+  // The processes of a cluster write to one stream: each line says which one it comes from.
+  const logger = worker ? withFields(rootLogger, { worker: worker.id, pid: process.pid }) : rootLogger;
+  let auth: Authenticator | undefined;
+  try {
+    auth = createAuthenticator(config);
+  } catch (err) {
+    if (!(err instanceof AuthConfigError)) throw err;
+    logger.error(`startup failed: ${err.message}`);
+    return 2;
+  }
 
-  // TensorFlow's thread pools are process-wide: the one that runs ops side by side gets a thread per core, so
-  // that every worker's session can run at once (measured: docs/runtime.md).
-  const cores = os.availableParallelism();
+  // Processes share the machine's cores: each takes its share, an engine thread per core of it. TensorFlow's thread
+  // pools are process-wide: the one that runs ops side by side gets a thread per engine thread, so that every
+  // thread's session can run at once (measured: docs/runtime.md).
+  const share = threadsPerProcess(os.availableParallelism(), config.workers);
   let plan: RuntimePlan;
   try {
-    plan = prepareRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads ?? cores });
+    plan = prepareRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads ?? config.threads ?? share });
   } catch (err) {
     // Device and setup problems (no GPU, addon not built) carry their fix in the message.
     logger.error(`startup failed: ${(err as Error).message}`);
@@ -60,8 +77,8 @@ async function main(): Promise<number> {
   });
   const loading = startWorkerPool({
     modelDir: config.modelDir,
-    // One worker per core on the CPU; a GPU is shared better by one.
-    workers: config.workers ?? (plan.kind === 'cpu' ? cores : 1),
+    // One thread per core of this process's share on the CPU; a GPU is shared better by one.
+    workers: config.threads ?? (plan.kind === 'cpu' ? share : 1),
     device: plan.kind,
     maxPixels: config.maxPixels,
     honourExif: config.honourExif,
@@ -71,12 +88,15 @@ async function main(): Promise<number> {
     maxDelayMs: config.maxBatchDelayMs,
     logger,
   });
-  const ready: Promise<Ready> = loading.then((pool) => ({
-    pipeline: pool.pipeline,
-    health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)),
-    engine: () => ({ workers: pool.workers, tensors: pool.tensors() }),
-  }));
-  const app = createApp({ config, logger, ready });
+  const ready: Promise<Ready> = loading.then((pool) => {
+    // Behind one port, /health says which process answered.
+    const health: HealthInfo & { process: { pid: number; worker?: number } } = {
+      ...healthInfo(pool.metadata, runtimeHealth(pool.runtime)),
+      process: { pid: process.pid, ...(worker ? { worker: worker.id } : {}) },
+    };
+    return { pipeline: pool.pipeline, health, engine: () => ({ workers: pool.workers, tensors: pool.tensors() }) };
+  });
+  const app = createApp({ config, logger, ready, auth });
   const server = http.createServer(app.koa.callback());
   server.on('checkContinue', app.checkContinue);
   // Node's own limits answer an empty 408: they stay behind the upload route's JSON 408 (whose clock starts once
@@ -84,21 +104,9 @@ async function main(): Promise<number> {
   server.headersTimeout = Math.min(config.requestTimeoutMs, 60_000);
   server.requestTimeout = server.headersTimeout + config.requestTimeoutMs + NODE_TIMEOUT_MARGIN_MS;
 
-  try {
-    await listen(server, config);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const hint =
-      code === 'EADDRINUSE'
-        ? `port ${config.port} is in use: stop the other server or choose another port (--port / PORT).`
-        : `cannot listen on ${config.host}:${config.port} (${code ?? (err as Error).message}): check --host / HOST and --port / PORT.`;
-    logger.error(`startup failed: ${hint}`);
-    return 1;
-  }
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.info('listening (model loading)', { url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}` });
-
+  // A lone process listens at once, so that /health answers "loading"; a cluster's process only once it can serve,
+  // since the port is shared and its siblings may already be serving.
+  if (!worker && !(await open(server, config, logger, 'listening (model loading)'))) return 1;
   let pool: WorkerPool;
   try {
     pool = await loading;
@@ -109,10 +117,15 @@ async function main(): Promise<number> {
     server.closeAllConnections();
     return 1;
   }
+  if (worker && !(await open(server, config, logger, 'listening'))) {
+    await pool.close();
+    return 1;
+  }
   const { metadata } = pool;
-  logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo, workers: pool.workers, ...runtimeHealth(pool.runtime) });
+  logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo, threads: pool.workers, ...runtimeHealth(pool.runtime) });
   if (metadata.source.demo) logger.warn('serving the UNTRAINED demo model: predictions are meaningless; convert your best.pth with `make convert`');
   serving = true;
+  reportReady();
 
   const { signal, drain } = await stopSignal;
   app.beginShutdown();
@@ -124,6 +137,25 @@ async function main(): Promise<number> {
   await pool.close();
   logger.info('stopped', { clean });
   return clean ? 0 : 1;
+}
+
+/** Listens on the configured address and logs `message` with the URL; false (logged with the fix) when it cannot. */
+async function open(server: http.Server, config: Config, logger: Logger, message: string): Promise<boolean> {
+  try {
+    await listen(server, config);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint =
+      code === 'EADDRINUSE'
+        ? `port ${config.port} is in use: stop the other server or choose another port (--port / PORT).`
+        : `cannot listen on ${config.host}:${config.port} (${code ?? (err as Error).message}): check --host / HOST and --port / PORT.`;
+    logger.error(`startup failed: ${hint}`);
+    return false;
+  }
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info(message, { url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}` });
+  return true;
 }
 
 function listen(server: http.Server, config: Config): Promise<void> {

@@ -40,6 +40,8 @@ export interface PredictJob {
 export interface PipelineResult {
   predictions: Prediction[];
   source: PreparedImage['source'];
+  /** For logs and metrics: images in the model call, its time, and the wait before the batch started (pool only). */
+  timing: { batchSize: number; inferMs: number; queuedMs?: number };
 }
 
 export interface Pipeline {
@@ -99,6 +101,7 @@ export async function runBatch(
   let logits: Float32Array[] = [];
   let failure: Settled<PipelineResult> | undefined;
   progress('infer');
+  const started = performance.now();
   try {
     if (ready.length > 0) logits = infer(stages, ready.map((r) => r.image.input));
   } catch (error) {
@@ -106,9 +109,10 @@ export async function runBatch(
   }
   const results: Settled<PipelineResult>[] = prepared.map((p) => (p.ok ? (failure ?? { ok: false, error: new Error('not inferred') }) : p));
   if (!failure) {
+    const timing = { batchSize: ready.length, inferMs: performance.now() - started };
     ready.forEach(({ i, image }, k) => {
       try {
-        results[i] = { ok: true, value: { predictions: topPredictions(stages.tf, logits[k], jobs[i].topk, stages.model.labels), source: image.source } };
+        results[i] = { ok: true, value: { predictions: topPredictions(stages.tf, logits[k], jobs[i].topk, stages.model.labels), source: image.source, timing } };
       } catch (error) {
         results[i] = { ok: false, error };
       }

@@ -208,7 +208,13 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   started = true;
   // Every worker has read the graph: keep it for replacements, removed when the pool closes.
 
-  const runners = workers.map((_, slot) => (jobs: PredictJob[]) => workers[slot].run(jobs));
+  // Jobs remember when they were submitted, so that each answer tells how long it waited for its batch.
+  const submitted = new WeakMap<PredictJob, number>();
+  const runners = workers.map((_, slot) => async (jobs: PredictJob[]) => {
+    const started = performance.now();
+    const results = await workers[slot].run(jobs);
+    return results.map((r, i) => (r.ok ? { ok: true as const, value: { ...r.value, timing: { ...r.value.timing, queuedMs: started - (submitted.get(jobs[i]) ?? started) } } } : r));
+  });
   const batcher = new Batcher<PredictJob, PipelineResult>(runners, { maxBatch: options.maxBatch, maxDelayMs: options.maxDelayMs });
   // Predictions not yet settled, so that close() can wait for them.
   let pending = 0;
@@ -222,7 +228,9 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
       numClasses: folder.metadata.num_classes,
       predict: (bytes, topk, opts = {}) => {
         pending += 1;
-        return batcher.submit({ bytes, topk }, opts.signal).finally(() => {
+        const job = { bytes, topk };
+        submitted.set(job, performance.now());
+        return batcher.submit(job, opts.signal).finally(() => {
           pending -= 1;
           if (pending === 0) drained?.();
         });

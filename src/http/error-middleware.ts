@@ -2,6 +2,7 @@
 import type { Middleware } from 'koa';
 import { describe, ServiceError, type ErrorCode } from '../errors';
 import type { Logger } from '../logger';
+import type { RequestFacts } from './state';
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
@@ -9,7 +10,7 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string };
 }
 
-const INTERNAL_MESSAGE = 'Internal server error; the details are in the server log.';
+export const INTERNAL_MESSAGE = 'Internal server error; the details are in the server log.';
 
 /** The original demo's only error answer (200, for a request without an image); `--compat` answers every error so. */
 export interface CompatErrorBody {
@@ -29,14 +30,17 @@ export function errorMiddleware(logger: Logger, options: { compatPaths: readonly
     } catch (err) {
       const known = err instanceof ServiceError ? err : undefined;
       const status = known?.status ?? 500;
+      const facts = ctx.state.facts as RequestFacts | undefined;
       if (!known || !known.expose) {
-        logger.error('request failed', { method: ctx.method, path: ctx.path, status, error: describe(err) });
+        logger.error('request failed', { request_id: facts?.requestId, method: ctx.method, path: ctx.path, status, error: describe(err) });
       }
       const code = known?.code ?? 'internal';
+      if (facts) facts.errorCode = code;
       for (const [name, value] of Object.entries(known?.headers ?? {})) ctx.set(name, value);
-      // Answered before the whole body arrived (too large, too slow, refused on sight): Node would read the rest to
-      // keep the connection; closing it once the answer is flushed ends the upload instead.
-      if (!ctx.req.complete) ctx.set('Connection', 'close');
+      // A body too large or too slow to wait for: close the connection once the answer is flushed instead of reading
+      // the rest. Other early answers (503, 401, 404, ...) let Node read and discard the body, as closing a socket with
+      // unread data resets it, and a client still sending would get the reset instead of the answer.
+      if (!ctx.req.complete && (status === 413 || status === 408)) ctx.set('Connection', 'close');
       if (ctx.method === 'POST' && options.compatPaths.includes(ctx.path)) {
         ctx.status = 200;
         ctx.set('X-Error-Code', code);

@@ -80,9 +80,12 @@ test('--json prints one object per file with full-precision probabilities; --top
 
 test('a file the server refuses: its message and code on stderr, exit 1, the other files still printed', async () => {
   const text = path.join(IMAGES, 'bad/text.png');
+  // Both files go in one request; the refused one gets its own error item.
   const run = await predict(['--url', server.url, '--file', text, '--file', SQUIRREL]);
   assert.is(run.code, 1);
-  assert.is(run.stderr, `predict: ${text}: The upload is not an image the service can read; send a JPEG, PNG, GIF, BMP, WebP or TIFF file. (HTTP 415) [unsupported_format]\n`);
+  assert.is(run.stderr, `predict: ${text}: The upload is not an image the service can read; send a JPEG, PNG, GIF, BMP, WebP or TIFF file. [unsupported_format]\n`);
+  const alone = await predict(['--url', server.url, '--file', text]);
+  assert.is(alone.stderr, `predict: ${text}: The upload is not an image the service can read; send a JPEG, PNG, GIF, BMP, WebP or TIFF file. (HTTP 415) [unsupported_format]\n`);
   assert.match(run.stdout, `${SQUIRREL}\n  rank  label`);
   const tooMany = await predict(['--url', server.url, '--file', SQUIRREL, '--topk', '9']);
   assert.is(tooMany.code, 1);

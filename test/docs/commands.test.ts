@@ -70,9 +70,16 @@ test('every documented command runs as written against `make serve` on a fresh m
       const result = spawnSync('bash', ['-c', local], { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 16 << 20 });
       assert.is(result.status, 0, `"${command}" exited ${result.status}:\n${result.stdout}\n${result.stderr}`);
       if (/^curl .*\/predict/.test(command)) {
-        const body = JSON.parse(result.stdout) as { success: boolean; predictions: unknown[] };
+        const body = JSON.parse(result.stdout) as { success: boolean; predictions?: unknown[]; results?: { predictions?: unknown[]; error?: unknown }[] };
         assert.is(body.success, true, `${command}: ${result.stdout}`);
-        assert.is(body.predictions.length, /topk=(\d+)/.exec(command)?.[1] ? Number(/topk=(\d+)/.exec(command)![1]) : 3, command);
+        const topk = /topk=(\d+)/.exec(command)?.[1] ? Number(/topk=(\d+)/.exec(command)![1]) : 3;
+        // Several `image` files answer one item per file, each with predictions or its own error.
+        const files = command.match(/-F "image=@/g)?.length ?? 0;
+        if (files > 1) assert.is(body.results?.length, files, command);
+        for (const item of files > 1 ? body.results! : [body]) {
+          if (item.predictions) assert.is(item.predictions.length, topk, command);
+          else assert.ok('error' in item, command);
+        }
       }
       if (/^curl .*\/health/.test(command)) assert.is((JSON.parse(result.stdout) as { status: string }).status, 'ok', command);
       ran.push(command);

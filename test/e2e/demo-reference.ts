@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { createApp } from '../../src/http/app';
 import { startWorkerPool } from '../../src/engine/worker-pool';
 import { healthInfo, runtimeHealth } from '../../src/http/routes/health';
+import type { AppConfig } from '../../src/http/state';
 import { appConfig, convertedDemoModel, memoryLogger, serve } from '../helpers/app';
 
 const ROOT = path.join(__dirname, '../..');
@@ -30,7 +31,7 @@ export interface DemoServer {
 }
 
 /** Serves the converted demo model on an ephemeral port, the way main.ts wires it (two engine workers). */
-export async function serveDemoModel(): Promise<DemoServer> {
+export async function serveDemoModel(overrides: Partial<AppConfig> = {}): Promise<DemoServer> {
   const modelDir = convertedDemoModel();
   // The demo checkpoint is byte-identical on every run, so the reference rebuilds the one the model came from.
   const checkpoint = path.join(path.dirname(modelDir), 'reference-best.pth');
@@ -41,7 +42,7 @@ export async function serveDemoModel(): Promise<DemoServer> {
   // The engine the server runs: worker threads, batches across them.
   const pool = await startWorkerPool({ modelDir, workers: 2, device: 'cpu', maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 32, maxDelayMs: 0, logger: memoryLogger() });
   const app = createApp({
-    config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256 }),
+    config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256, ...overrides }),
     logger: memoryLogger(),
     ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)), engine: () => ({ workers: pool.workers, tensors: pool.tensors() }) },
   });

@@ -104,8 +104,8 @@ export function writeTinyModel(dir: string, options: TinyModelOptions = {}): { d
 export function appConfig(overrides: Partial<AppConfig> = {}): AppConfig {
   const parsed = parseConfig([], {});
   if (parsed.help) throw new Error('parseConfig asked for help with no arguments');
-  const { topk, maxUploadBytes, maxInFlight, requestTimeoutMs, compat } = parsed.config;
-  return { topk, maxUploadBytes, maxInFlight, requestTimeoutMs, compat, ...overrides };
+  const { topk, maxUploadBytes, maxFiles, maxInFlight, requestTimeoutMs, compat, authHealth, authMetrics, corsOrigins } = parsed.config;
+  return { topk, maxUploadBytes, maxFiles, maxInFlight, requestTimeoutMs, compat, authHealth, authMetrics, corsOrigins, ...overrides };
 }
 
 export function writeMetadata(dir: string, metadata: unknown): void {
@@ -208,4 +208,32 @@ export function convertedDemoModel(): string {
     rmSync(work, { recursive: true, force: true });
   }
   return dir;
+}
+
+/** What a raw request got: the status and body, or the socket error (ECONNRESET, ECONNREFUSED, ...). */
+export type RawReply = { status: number; body: string } | { error: string };
+
+/**
+ * One request on a connection of its own (no agent): a photo as multipart field "image", or no body. `connected`
+ * resolves once the TCP connection is up, so a test knows the kernel has accepted it.
+ */
+export function rawRequest(url: string, method: 'GET' | 'POST', photo?: Buffer): { connected: Promise<void>; reply: Promise<RawReply> } {
+  const boundary = 'raw-request-boundary-5d1a';
+  const body = photo
+    ? Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="image"; filename="photo"\r\n\r\n`), photo, Buffer.from(`\r\n--${boundary}--\r\n`)])
+    : undefined;
+  const headers = body ? { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': body.length } : {};
+  const req = http.request(url, { method, agent: false, headers });
+  const connected = new Promise<void>((resolve) => req.on('socket', (socket) => socket.once('connect', () => resolve())));
+  const reply = new Promise<RawReply>((resolve) => {
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+  });
+  req.end(body);
+  return { connected, reply };
 }

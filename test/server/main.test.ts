@@ -74,7 +74,7 @@ test('SIGTERM: stops accepting, answers every accepted request, disposes and exi
       assert.is((JSON.parse(reply.body) as { success: boolean }).success, true);
     }
     assert.is(await server.exited, 0, server.output());
-    assert.match(server.output(), '"msg":"stopped","clean":true');
+    assert.is((await server.logged('stopped')).clean, true);
   });
 });
 
@@ -139,7 +139,7 @@ test('SIGTERM when the grace period runs out: the stalled upload is cut, the exi
       (err: NodeJS.ErrnoException) => assert.ok(['ECONNRESET', 'EPIPE'].includes(String(err.code)) || /socket hang up/.test(err.message), String(err)),
     );
     assert.is(await server.exited, 1, server.output());
-    assert.match(server.output(), '"msg":"stopped","clean":false');
+    assert.is((await server.logged('stopped')).clean, false);
   });
 });
 
@@ -156,7 +156,7 @@ test('SIGTERM during the model load: the load finishes, the server stops cleanly
     await server.logged('ready');
     await server.logged('shutting down: finishing accepted requests');
     assert.is(await server.exited, 0, server.output());
-    assert.match(server.output(), '"msg":"stopped","clean":true');
+    assert.is((await server.logged('stopped')).clean, true);
   });
 });
 

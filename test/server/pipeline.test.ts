@@ -48,7 +48,7 @@ test('calls queued together run as one batch, in order, one image at a time, and
   assert.is(maxActive, 1);
   assert.equal(order, values);
   for (const [i, v] of values.entries()) {
-    assert.equal(results[i], await pipeline.predict(Uint8Array.of(v), 2));
+    assert.equal(results[i].predictions, (await pipeline.predict(Uint8Array.of(v), 2)).predictions);
     assert.equal(results[i].source, { format: 'png', width: 10, height: 12 });
     assert.is(results[i].predictions.length, 2);
   }

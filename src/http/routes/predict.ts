@@ -3,14 +3,31 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import multer from '@koa/multer';
 import type { Context, Middleware } from 'koa';
+import type { PipelineResult } from '../../engine/pipeline';
 import type { Prediction } from '../../engine/postprocess';
 import { ServiceError } from '../../errors';
-import type { AppConfig, AppState, Ready } from '../state';
+import { INTERNAL_MESSAGE, type ErrorBody } from '../error-middleware';
+import type { AppConfig, AppState, Ready, RequestFacts } from '../state';
 
-/** Exactly the original demo's success body. */
+/** Exactly the original demo's success body (one image). */
 export interface PredictBody {
   success: true;
   predictions: Prediction[];
+}
+
+/** The answer to several images in one request: one item per file, in the request's order. */
+export interface BatchBody {
+  success: true;
+  results: BatchItem[];
+}
+
+export type BatchItem = { filename: string; predictions: Prediction[] } | { filename: string; error: ErrorBody['error'] };
+
+/** A failed image of a batch request: its code and message, as the error middleware would answer it alone. */
+function itemError(err: unknown): ErrorBody['error'] {
+  if (err instanceof ServiceError && err.expose) return { code: err.code, message: err.message };
+  // Anything else is a bug: the request's log line has the request id, the pool logged the worker's error.
+  return { code: 'internal', message: INTERNAL_MESSAGE };
 }
 
 const FIELD = 'image';
@@ -71,7 +88,7 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
     const options: UploadOptions = {
       storage: multer.memoryStorage(),
       // Small caps on everything but the picture: the only other input is `topk`.
-      limits: { fileSize: config.maxUploadBytes, files: 1, fields: 8, fieldSize: 1024, parts: 10 },
+      limits: { fileSize: config.maxUploadBytes, files: config.maxFiles, fields: 8, fieldSize: 1024, parts: config.maxFiles + 9 },
       streamHandler(req, busboy) {
         req.on('data', count);
         busboy.on('file', (_field: string, file: Readable) => file.once('limit', () => stop(tooLarge())));
@@ -79,9 +96,9 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
       },
     };
     const parsed = multer(options)
-      .single(FIELD)(ctx, async () => undefined)
+      .array(FIELD, config.maxFiles)(ctx, async () => undefined)
       .catch((err: unknown) => {
-        throw uploadError(err, tooLarge);
+        throw uploadError(err, tooLarge, config.maxFiles);
       });
     try {
       await Promise.race([parsed, stopped]);
@@ -93,9 +110,10 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
 
   const handle: Middleware = async (ctx) => {
     const ready = state.ready as Ready;
-    const file = ctx.request.file as multer.File | undefined;
-    if (!file) throw new ServiceError(400, 'missing_image', `No file in field "${FIELD}": ${USAGE_HINT}.`);
-    if (file.size === 0) throw new ServiceError(400, 'empty_file', `The file "${file.originalname}" in field "${FIELD}" is empty (0 bytes).`);
+    const facts = ctx.state.facts as RequestFacts;
+    const files = (ctx.request.files ?? []) as multer.File[];
+    if (files.length === 0) throw new ServiceError(400, 'missing_image', `No file in field "${FIELD}": ${USAGE_HINT}.`);
+    facts.uploadBytes = files.reduce((sum, f) => sum + f.size, 0);
     const fields = (ctx.request as { body?: Record<string, unknown> }).body ?? {};
     const topk = parseTopk(fields.topk ?? ctx.query.topk, config.topk, ready.pipeline.numClasses);
 
@@ -109,11 +127,30 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
       if (!ctx.res.writableEnded) controller.abort(new ServiceError(400, 'bad_request', 'The client closed the connection.'));
     };
     ctx.res.once('close', onClose);
+    const predict = (file: multer.File) => {
+      if (file.size === 0) throw new ServiceError(400, 'empty_file', `The file "${file.originalname}" in field "${FIELD}" is empty (0 bytes).`);
+      return ready.pipeline.predict(file.buffer, topk, { signal: controller.signal });
+    };
+    // For the request's log line and metrics, in the request's order.
+    const noted = (results: PipelineResult[]) => {
+      facts.images = results.map((r) => ({ image: `${r.source.format} ${r.source.width}x${r.source.height}`, timing: r.timing }));
+    };
     try {
-      const result = await ready.pipeline.predict(file.buffer, topk, { signal: controller.signal });
-      ctx.state.image = `${result.source.format} ${result.source.width}x${result.source.height}`;
-      const body: PredictBody = { success: true, predictions: result.predictions };
-      ctx.body = body;
+      if (files.length === 1) {
+        // One image: exactly the original demo's answer, and its error as the request's.
+        const result = await predict(files[0]);
+        noted([result]);
+        ctx.body = { success: true, predictions: result.predictions } satisfies PredictBody;
+      } else {
+        const settled = await Promise.allSettled(files.map(async (file) => predict(file)));
+        noted(settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])));
+        const results = settled.map((r, i): BatchItem =>
+          r.status === 'fulfilled'
+            ? { filename: files[i].originalname, predictions: r.value.predictions }
+            : { filename: files[i].originalname, error: itemError(r.reason) },
+        );
+        ctx.body = { success: true, results } satisfies BatchBody;
+      }
     } finally {
       clearTimeout(timer);
       ctx.res.off('close', onClose);
@@ -146,17 +183,18 @@ function timeoutError(ms: number): ServiceError {
 }
 
 /** Multer and busboy failures are all about the request body: name the limit or the malformation. */
-function uploadError(err: unknown, tooLarge: () => ServiceError): ServiceError {
+function uploadError(err: unknown, tooLarge: () => ServiceError, maxFiles: number): ServiceError {
+  const tooMany = `The form holds more than ${maxFiles} files (MAX_FILES): send at most ${maxFiles} pictures per request, all in field "${FIELD}".`;
   const code = (err as { code?: unknown }).code;
   const field = (err as { field?: unknown }).field;
   switch (code) {
     case 'LIMIT_FILE_SIZE':
       return tooLarge();
     case 'LIMIT_FILE_COUNT':
-      return new ServiceError(400, 'bad_request', `The form holds more than one file: send one picture per request, in field "${FIELD}".`, { cause: err });
+      return new ServiceError(400, 'bad_request', tooMany, { cause: err });
     case 'LIMIT_UNEXPECTED_FILE':
       return field === FIELD
-        ? new ServiceError(400, 'bad_request', `The form holds more than one file: send one picture per request, in field "${FIELD}".`, { cause: err })
+        ? new ServiceError(400, 'bad_request', tooMany, { cause: err })
         : new ServiceError(400, 'bad_request', `Unexpected file field ${JSON.stringify(field)}: ${USAGE_HINT}.`, { cause: err });
     default:
       return typeof code === 'string' && code.startsWith('LIMIT_')
