@@ -1,4 +1,6 @@
 // Stage 1: upload bytes -> RGB pixels, as PIL's Image.open + convert('RGB') gives them; bad input refused from its header.
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { Jimp } from 'jimp';
 import sharp, { type OutputInfo } from 'sharp';
@@ -39,10 +41,18 @@ export async function decodeImage(tf: Tf, bytes: Uint8Array, opts: DecodeOptions
   const header = readImageHeader(bytes);
   checkPixelLimit(header, opts.maxPixels);
   const stored = await DECODERS[header.format](tf, bytes, header, opts);
+  // libvips and jimp hand over their pixels as JS bytes, which TensorFlow copies; V8 frees them only when it
+  // collects, which for a large image may come after preprocessing has allocated as much again.
+  if (header.width * header.height * 3 >= COLLECT_BYTES) collect();
   const pixels = opts.honourExif && header.orientation !== 1 ? orient(tf, stored, header.orientation) : stored;
   const [height, width] = pixels.shape;
   return { pixels, format: header.format, width, height };
 }
+
+/** Decoded images of this many bytes or more are collected at once (see decodeImage). */
+const COLLECT_BYTES = 32 * 2 ** 20;
+v8.setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
 
 type Decoder = (tf: Tf, bytes: Uint8Array, header: ImageHeader, opts: DecodeOptions) => Tensor3D | Promise<Tensor3D>;
 
@@ -187,6 +197,7 @@ interface NodeBackend {
 }
 
 const native = (tf: Tf): NodeBackend => tf.backend() as unknown as NodeBackend;
+
 
 /**
  * RGB bytes as a native uint8 tensor, the kind TensorFlow's own decoders return (tfjs calls it int32): one byte per
