@@ -153,7 +153,8 @@ soak: build setup $(STAMPS)/python
 IMAGE ?= localhost/torch-serve-node:$(shell node -p 'require("./package.json").version')
 LOCAL_NODE_IMAGE := localhost/node:20-bookworm-local
 NODE_IMAGE ?= $(LOCAL_NODE_IMAGE)
-# runc: crun fails on cgroup v1 kernels. The ulimits stay under the machine's hard limits, below podman's defaults.
+# runc: crun fails on cgroup v1 kernels. podman's default open-file limit (1048576) is above some machines' hard limit
+# (runc then fails with EPERM): containers get limits any machine allows.
 PODMAN ?= podman --runtime runc
 PODMAN_ULIMITS := --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
 # The machine's CA bundle, trusted by the build's downloads only (a build secret): a TLS-inspecting proxy's CA works.
