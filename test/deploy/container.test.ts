@@ -155,6 +155,7 @@ maybe('the container answers a photo as this machine does, as non-root on a read
     assert.is(health.status, 'ok');
     assert.is(health.runtime.backend, 'tensorflow');
     const answer = await predict(url);
+    console.log(`  container: p29-marigold.jpg -> ${JSON.stringify(answer)}`);
     assert.is(answer.length, 3);
     assert.ok(answer.every((p, i) => typeof p.label === 'string' && p.probability > 0 && p.probability <= 1 && (i === 0 || p.probability <= answer[i - 1].probability)), JSON.stringify(answer));
 
