@@ -94,7 +94,7 @@ async function main(): Promise<number> {
       ...healthInfo(pool.metadata, runtimeHealth(pool.runtime)),
       process: { pid: process.pid, ...(worker ? { worker: worker.id } : {}) },
     };
-    return { pipeline: pool.pipeline, health, engine: () => ({ workers: pool.workers, tensors: pool.tensors() }) };
+    return { pipeline: pool.pipeline, health, engine: () => ({ threads: pool.workers, tensors: pool.tensors() }) };
   });
   const app = createApp({ config, logger, ready, auth });
   const server = http.createServer(app.koa.callback());

@@ -12,7 +12,7 @@ export interface Ready {
   pipeline: Pipeline;
   health: HealthInfo;
   /** Live figures of the engine for /health: worker threads, and the tensors they hold between batches. */
-  engine?: () => { workers: number; tensors: number };
+  engine?: () => { threads: number; tensors: number };
 }
 
 export type AppConfig = Pick<

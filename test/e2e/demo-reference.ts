@@ -44,7 +44,7 @@ export async function serveDemoModel(overrides: Partial<AppConfig> = {}): Promis
   const app = createApp({
     config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256, ...overrides }),
     logger: memoryLogger(),
-    ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)), engine: () => ({ workers: pool.workers, tensors: pool.tensors() }) },
+    ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)), engine: () => ({ threads: pool.workers, tensors: pool.tensors() }) },
   });
   const server = await serve(app.koa.callback());
   return {

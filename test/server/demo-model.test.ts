@@ -26,7 +26,7 @@ test('health reports the demo ResNet18 as converted', async () => {
     { name: 'best.pth', arch: 'resnet18', classes: 102, input_size: [64, 64], labels: 'indices', demo: true, checkpoint_sha256: undefined },
   );
   assert.match(String(body.model.checkpoint_sha256), /^[0-9a-f]{64}$/);
-  assert.equal((reply.body as { engine: unknown }).engine, { workers: 2, tensors: 0 }, 'the engine: two workers holding no tensor');
+  assert.equal((reply.body as { engine: unknown }).engine, { threads: 2, tensors: 0 }, 'the engine: two threads holding no tensor');
 });
 
 test('/predict answers as PyTorch does on the same checkpoint, for photos of every kind, without keeping tensors', async () => {

@@ -51,7 +51,7 @@ const send = rawRequest;
 interface Health {
   status: string;
   process: { pid: number; worker: number };
-  engine: { workers: number };
+  engine: { threads: number };
   runtime: { inter_op_threads: number };
 }
 
@@ -92,7 +92,7 @@ test('--workers 2: two processes answer with their share of the cores; one kille
     assert.not.ok(pids.includes(server.child.pid!), 'the primary serves nothing itself');
     const share = Math.max(1, Math.floor(os.availableParallelism() / 2));
     for (const h of first.values()) {
-      assert.equal([h.engine.workers, h.runtime.inter_op_threads], [share, share], `each process runs ${share} engine and inter-op threads`);
+      assert.equal([h.engine.threads, h.runtime.inter_op_threads], [share, share], `each process runs ${share} engine and inter-op threads`);
     }
     for (const l of lines(server, 'ready')) assert.ok(typeof l.pid === 'number' && typeof l.worker === 'number', 'log lines say which process wrote them');
 
