@@ -1,6 +1,7 @@
 // Hostile uploads against the real server process at default limits: every one answered with its JSON status
 // quickly, RSS growth bounded per request and given back afterwards, /health answering meanwhile, and the
 // service alive at the end. Time and memory figures are printed for the record.
+import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -29,6 +30,8 @@ function resetPeak(pid: number): boolean {
 }
 
 let server: LoggingProcess;
+/** Polls /health from a process of its own (test/helpers/health-probe.ts) while each upload runs. */
+let probe: ChildProcess;
 let url: string;
 let pid: number;
 
@@ -41,35 +44,34 @@ test.before(async () => {
   ({ url } = (await server.logged('listening (model loading)')) as { url: string });
   await server.logged('ready');
   pid = server.child.pid!;
+  probe = fork(path.join(__dirname, '../helpers/health-probe.ts'), [url], { execArgv: ['-r', 'tsx/cjs'] });
   // Warm both workers and the allocator with ordinary photos, so the baseline is the service's steady state.
   const photo = readFileSync(image('p10-mountains-large.jpg'));
   for (let i = 0; i < 6; i++) await Promise.all([postImage(url, photo), postImage(url, photo)]);
 });
 
-test.after(() => server.kill());
+test.after(async () => {
+  probe.kill();
+  await server.kill();
+});
 
-/** Polls /health one request after another until `stop` resolves; resolves with the slowest answer in ms. */
-async function healthWhile(stop: Promise<unknown>): Promise<number> {
-  let done = false;
-  void stop.finally(() => (done = true));
-  let slowest = 0;
-  while (!done) {
-    const started = performance.now();
-    const reply = await request(`${url}/health`);
-    slowest = Math.max(slowest, performance.now() - started);
-    assert.is(reply.status, 200, '/health answers 200 meanwhile');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return slowest;
+/** The health probe's figures since its last reset. */
+function probeReport(): Promise<{ slowest: number; failures: number; polls: number }> {
+  return new Promise((resolve) => {
+    probe.once('message', (report) => resolve(report as { slowest: number; failures: number; polls: number }));
+    probe.send('report');
+  });
 }
 
 async function attack(input: HostileInput): Promise<string> {
   const before = status(pid, 'VmRSS');
   const peakKnown = resetPeak(pid);
   const started = performance.now();
-  const reply = postImage(url, input.bytes, { filename: input.name });
-  const slowestHealth = await healthWhile(reply);
-  const { status: code, body } = await reply;
+  probe.send('reset');
+  const { status: code, body } = await postImage(url, input.bytes, { filename: input.name });
+  const { slowest: slowestHealth, failures, polls } = await probeReport();
+  assert.is(failures, 0, `${input.name}: /health answered 200 throughout`);
+  assert.ok(polls > 0, `${input.name}: /health was polled meanwhile`);
   const ms = performance.now() - started;
   const peak = peakKnown ? status(pid, 'VmHWM') : status(pid, 'VmRSS');
   // Freed buffers go back to the system at once with the Makefile's allocator settings; allow a moment.
