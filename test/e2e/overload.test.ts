@@ -58,7 +58,8 @@ test(`${CLIENTS} clients against --max-in-flight 16: 200 or a fast 503 overloade
     assert.is(served.length + refused.length, CLIENTS * ROUNDS);
     assert.ok(served.length >= 16 && refused.length > 0, 'both outcomes occur');
     assert.is(serverMs(503).length, refused.length, 'every refusal logged');
-    assert.ok(p99(serverMs(503)) * 20 < median(serverMs(200)), 'the server refuses in a small fraction of a served request\'s time');
+    // Measured 25-40x apart here; a tenth leaves room for a GC pause on a slower machine and still means fast.
+    assert.ok(p99(serverMs(503)) * 10 < median(serverMs(200)), 'the server refuses in a small fraction of a served request\'s time');
   } finally {
     await process_.kill();
   }
