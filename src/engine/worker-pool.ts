@@ -50,9 +50,6 @@ export class WorkerStartError extends Error {
 // Compiled (dist/) the worker is worker.js; run through tsx, worker.ts, loaded with the parent's -r tsx/cjs.
 const WORKER_FILE = path.join(__dirname, `worker${path.extname(__filename)}`);
 
-/** Why a worker is ended or died, and which job is to blame for it. */
-type Blame = { kind: 'timeout' } | { kind: 'crash'; error: Error };
-
 /**
  * One worker thread: runs one batch at a time. It reports each decode as it starts, and one that runs past the
  * decode budget ends the thread: that job gets 422 decode_timeout, the others of its batch go back to the queue.
@@ -82,7 +79,7 @@ class EngineWorker {
         else if (message.type === 'failed') reject(new WorkerStartError(fromWire(message.error).message));
         else if (message.type === 'decoding') {
           this.stopClock();
-          const timer = message.selfTimed ? undefined : setTimeout(() => this.end({ kind: 'timeout' }, setup.decodeTimeoutMs), setup.decodeTimeoutMs);
+          const timer = message.selfTimed ? undefined : setTimeout(() => this.end(setup.decodeTimeoutMs), setup.decodeTimeoutMs);
           this.decoding = { id: message.id, index: message.index, timer };
         } else if (message.type === 'inferring') this.stopClock();
         else {
@@ -122,15 +119,14 @@ class EngineWorker {
   }
 
   /**
-   * Settles every batch of this thread: the job being decoded gets its error, the rest of its batch is retried;
-   * any other batch (dying in the model call) fails with `error`.
+   * Settles every batch of this thread: the job being decoded gets `own`, the rest of its batch is retried; any
+   * other batch (dying in the model call) fails with `error`.
    */
-  private settleAll(blame: Blame, budgetMs: number, error: Error): void {
+  private settleAll(own: ServiceError, error: Error): void {
     const current = this.decoding;
     this.stopClock();
     for (const [id, batch] of this.running) {
       if (current?.id === id) {
-        const own = blame.kind === 'timeout' ? tooSlow('image', budgetMs) : crashError(blame.error);
         batch.settle(Array.from({ length: batch.jobs }, (_, i) => (i === current.index ? { ok: false, error: own } : { ok: false, error, retry: true })));
       } else batch.settle(error);
     }
@@ -138,11 +134,11 @@ class EngineWorker {
   }
 
   /** Ends a thread that ran past the decode budget; the pool starts its successor at once. */
-  private end(blame: Blame, budgetMs: number): void {
+  private end(budgetMs: number): void {
     if (this.exited) return;
     this.exited = true;
     const reason = new Error(`a decode ran past its budget of ${budgetMs} ms; the engine worker was ended`);
-    this.settleAll(blame, budgetMs, reason);
+    this.settleAll(tooSlow(undefined, budgetMs), reason);
     // A thread busy in native code stops when that call returns; its successor does not wait for it.
     void this.thread.terminate();
     this.onExit(this, reason);
@@ -152,7 +148,7 @@ class EngineWorker {
     if (this.exited) return;
     this.exited = true;
     rejectStart(err);
-    this.settleAll({ kind: 'crash', error: err }, 0, err);
+    this.settleAll(crashError(err), err);
     this.onExit(this, err);
   }
 }

@@ -157,10 +157,10 @@ async function viaSharp(tf: Tf, bytes: Uint8Array, header: ImageHeader, opts: De
   return uint8Image(tf, data, info.height, info.width);
 }
 
-/** 422 decode_timeout: the decode took longer than the budget (decodeImage's callers use it too). */
-export function tooSlow(format: string, budgetMs: number, cause?: unknown): ServiceError {
+/** 422 decode_timeout: the decode took longer than the budget; the worker pool, which does not know the format, too. */
+export function tooSlow(format: ImageFormat | undefined, budgetMs: number, cause?: unknown): ServiceError {
   return new ServiceError(422, 'decode_timeout',
-    `Decoding this ${format.toUpperCase()} image took longer than this server's limit of ${budgetMs} ms (DECODE_TIMEOUT_MS); ` +
+    `Decoding this ${format ? `${format.toUpperCase()} ` : ''}image took longer than this server's limit of ${budgetMs} ms (DECODE_TIMEOUT_MS); ` +
     'no camera or editor writes files this costly: re-save it as a plain JPEG or PNG.', { cause });
 }
 

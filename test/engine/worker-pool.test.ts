@@ -112,7 +112,7 @@ test('a decode past its budget: 422 decode_timeout for that image, the rest of i
     const error = (timedOut as PromiseRejectedResult).reason as ServiceError;
     assert.instance(error, ServiceError);
     assert.equal([error.status, error.code], [422, 'decode_timeout']);
-    assert.match(error.message, 'longer than this server\'s limit of 100 ms (DECODE_TIMEOUT_MS)');
+    assert.match(error.message, 'Decoding this image took longer than this server\'s limit of 100 ms (DECODE_TIMEOUT_MS)');
     assert.ok(Date.now() - started < 5000, 'answered without waiting for the slow decode to finish');
     assert.ok(budgetLogger.lines.some((l) => l.msg === 'engine worker ended; starting a new one'), 'the replacement is logged');
     // The replacement serves what comes next.
