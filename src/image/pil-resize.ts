@@ -229,9 +229,10 @@ function divisors(n: number): number[] {
 
 /**
  * Estimated time of a horizontal pass split into `bands`, in units of one float32 multiply-add: the products, the
- * copy of each band out of the rows (none for one band over the whole row), and a fixed cost per group and row
- * band (its ops). The constants were fitted on the 2-core target by timing every grouping of 1024x683, 535x426,
- * 3264x2448, 2056x3088 and 4000x30 photos to 64x64: the choice is the fastest or within 10% of it.
+ * slice and cast of each band's samples, and a fixed cost per group and row band (its ops). The constants were
+ * fitted on the 2-core target by timing every grouping of 1024x683, 683x1024, 1024x640, 535x426, 512x512,
+ * 380x254, 3264x2448, 2056x3088 and 4000x30 images to 64x64: the choice is the fastest for the photo sizes up to
+ * 1024 pixels, within 25% of it for the 8-megapixel ones and within 45% for the strip.
  */
 function groupCost(
   bands: { start: number; end: number }[], srcHeight: number, inSize: number, outSize: number, partCount: number,
@@ -241,17 +242,16 @@ function groupCost(
   let cost = 0;
   for (const { start, end } of bands) {
     const read = 3 * (end - start);
-    const copied = end - start < inSize ? read : 0;
-    cost += srcHeight * (read * partCount * 3 * outputsPerGroup + COPY_COST * copied) + GROUP_COST * rowBands;
+    cost += srcHeight * read * (partCount * 3 * outputsPerGroup + READ_COST) + GROUP_COST * rowBands;
   }
   return cost;
 }
-const COPY_COST = 10;
+const READ_COST = 30;
 const GROUP_COST = 7e6;
 
 /**
- * Pillow's bilinear resize of RGB pixels int32 `[srcHeight, srcWidth, 3]` (values 0..255) to int32
- * `[height, width, 3]`, bit-identical to `Image.resize((width, height), Image.BILINEAR)`. Returns a new tensor.
+ * Pillow's bilinear resize of RGB pixels `[srcHeight, srcWidth, 3]` (values 0..255; tfjs int32, stored as int32 or as
+ * the decoders' uint8) to int32 `[height, width, 3]`, bit-identical to `Image.resize((width, height), Image.BILINEAR)`. Returns a new tensor.
  */
 export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeights): Tensor3D {
   const [srcHeight, srcWidth, channels] = pixels.shape;
@@ -271,7 +271,7 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
       const bands: Tensor2D[] = [];
       for (let top = 0; top < srcHeight; top += step) {
         const count = Math.min(step, srcHeight - top);
-        bands.push(tf.tidy(() => horizontalPass(tf, tf.slice(lines, [top, 0], [count, 3 * srcWidth]), srcWidth, columns, matrices)));
+        bands.push(tf.tidy(() => horizontalPass(tf, lines, top, count, columns, matrices)));
       }
       lines = bands.length === 1 ? bands[0] : tf.concat(bands, 0);
     }
@@ -290,16 +290,21 @@ function bandRows(srcWidth: number): number {
   return Math.max(1, Math.floor(2 ** 22 / (3 * srcWidth)));
 }
 
-/** int32 rows `[n, 3 * srcWidth]` of interleaved RGB -> rounded int32 `[n, 3 * width]`; `matrices` as tensors. */
+/**
+ * Rows `[top, top + n)` of `lines` (`[srcHeight, 3 * srcWidth]`, interleaved RGB samples) -> rounded int32
+ * `[n, 3 * width]`; `matrices` are the groups' coefficients as tensors.
+ */
 function horizontalPass(
-  tf: Tf, lines: Tensor2D, srcWidth: number, columns: NonNullable<ResizeWeights['columns']>, matrices: Tensor2D[],
+  tf: Tf, lines: Tensor2D, top: number, n: number, columns: NonNullable<ResizeWeights['columns']>, matrices: Tensor2D[],
 ): Tensor2D {
   const { precision, groups } = columns;
-  const n = lines.shape[0];
-  const input = tf.cast(lines, precision.dtype);
+  const [srcHeight, srcSamples] = lines.shape;
+  // Each group's block is sliced straight from the samples, before the cast: decoded samples are one byte each, so
+  // the copies move a quarter of the bytes.
   const sums = groups.map(({ start, count }, g) => {
-    const band = count === srcWidth ? input : tf.slice(input, [0, 3 * start], [n, 3 * count]);
-    return tf.matMul(band, matrices[g]);
+    const whole = n === srcHeight && 3 * count === srcSamples;
+    const block = whole ? lines : tf.slice(lines, [top, 3 * start], [n, 3 * count]);
+    return tf.matMul(tf.cast(block, precision.dtype), matrices[g]);
   });
   const all = sums.length === 1 ? sums[0] : tf.concat(sums, 1);
   // Columns are (group, part, output, channel): combining over the part axis leaves (output, channel) in order.
@@ -314,6 +319,19 @@ function combineParts(tf: Tf, sums: Tensor, axis: number): Tensor {
 
 /** Pillow's clip8: (sum + 2^21) >> 22, clipped to 0..255 (sums are never negative). */
 function roundPass(tf: Tf, sums: Tensor): Tensor {
-  const shifted = tf.floorDiv(tf.add(sums, tf.scalar(2 ** (PRECISION_BITS - 1), 'int32')), tf.scalar(2 ** PRECISION_BITS, 'int32'));
-  return tf.minimum(shifted, tf.scalar(255, 'int32'));
+  return tf.minimum(rightShift(tf, tf.add(sums, tf.scalar(2 ** (PRECISION_BITS - 1), 'int32')), PRECISION_BITS), tf.scalar(255, 'int32'));
+}
+
+interface RawOps {
+  binding: { TF_ATTR_TYPE: number; TF_INT32: number };
+  executeSingleOutput(name: string, attrs: { name: string; type: number; value: number }[], inputs: Tensor[]): Tensor;
+}
+
+/**
+ * int32 `x >> bits` with TensorFlow's RightShift, which tfjs does not expose; a fifth of the time of floorDiv, which
+ * divides. The native backends (tfjs-node and tfjs-node-gpu) run any TensorFlow op by name.
+ */
+function rightShift(tf: Tf, x: Tensor, bits: number): Tensor {
+  const raw = tf.backend() as unknown as RawOps;
+  return raw.executeSingleOutput('RightShift', [{ name: 'T', type: raw.binding.TF_ATTR_TYPE, value: raw.binding.TF_INT32 }], [x, tf.scalar(bits, 'int32')]);
 }
