@@ -307,7 +307,8 @@ function versions(python: string, backend: string | undefined): string[] {
 async function main(): Promise<void> {
   const opts = readOptions(process.argv.slice(2));
   const exported = readExport(opts.convertDir);
-  const checkpoint = opts.only.has('flask') ? convertedCheckpoint(exported) : '';
+  const python = ['flask', 'gunicorn', 'gunicorn-default'].some((key) => opts.only.has(key));
+  const checkpoint = python ? convertedCheckpoint(exported) : '';
   if (opts.only.has('ours') || opts.only.has('ceiling')) mustExist(path.join(opts.modelDir, 'model.json'), 'run `make convert` first');
   if (opts.only.has('ort') || opts.only.has('ceiling')) mustExist(path.join(opts.convertDir, 'model.onnx'), 'run `make convert` first');
   const photos = readdirSync(mustExist(opts.images, 'pass --images <dir with the test photos>'))
