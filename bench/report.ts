@@ -32,6 +32,8 @@ export interface Ceiling {
   inferBatched: Stage;
   /** The same model in onnxruntime-node with default options, for comparison. */
   ortInfer: Stage;
+  /** Added by run.ts from bench/pillow_costs.py: Pillow's open + convert('RGB') + resize, mean over the photos. */
+  pillow?: Stage;
   modelOnly: ModelOnly;
 }
 
@@ -136,14 +138,25 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
     row('model inference per image, batches of 32', ceiling.inferBatched),
     `| **total CPU per image, batched** | | **${fixed(cpu, 2)}** |`,
     row('for comparison: onnxruntime-node inference, same ONNX model, default options', ceiling.ortInfer),
+    ...(ceiling.pillow ? [row("for comparison: Pillow's `Image.open` + `convert('RGB')` + `resize` to the model size (mean over the photos)", ceiling.pillow)] : []),
     '',
     `- One image at a time: 1000 / ${fixed(wall, 2)} ms = **${fixed(1000 / wall)} req/s**. Ours reaches ${reached(1000 / wall)}.`,
     `- Both cores busy with nothing but these stages, the model in batches of 32: 2 x 1000 / ${fixed(cpu, 2)} CPU ms = **${fixed(2000 / cpu)} req/s**. ` +
       `Ours reaches ${reached(2000 / cpu)}.`,
+    ...(ceiling.pillow ? [pillowLine(ceiling)] : []),
     '',
     'The gap to the ceiling is what a server adds around the three stages (HTTP, multipart parsing, JSON, logging) plus',
     'the load generator, which runs on the same 2 cores.',
   ];
+}
+
+/** Our decode + preprocess against Pillow's decode + convert + resize of the same photos. */
+function pillowLine(ceiling: Ceiling): string {
+  const pillow = ceiling.pillow!;
+  const wall = ceiling.decode.ms + ceiling.preprocess.ms;
+  const cpu = ceiling.decode.cpuMs + ceiling.preprocess.cpuMs;
+  return `- Decode + preprocess (the model's input bit-identical to torchvision's): ${fixed(wall, 2)} ms wall, ${fixed(cpu, 2)} ms CPU per photo, ` +
+    `**${fixed(wall / pillow.ms, 2)}x** Pillow's ${fixed(pillow.ms, 2)} ms wall (${fixed(cpu / pillow.cpuMs, 2)}x its CPU) for decode + convert + resize.`;
 }
 
 function modelSection(m: ModelOnly): string[] {

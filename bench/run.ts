@@ -327,6 +327,10 @@ async function main(): Promise<void> {
     const costs = JSON.parse(execFileSync(opts.python, [path.join(ROOT, 'bench/model_costs.py'), path.join(opts.convertDir, 'model.onnx'),
       exported.arch, String(exported.num_classes), String(exported.image_size[0])], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' } })) as { flops: number; torch_ms: Record<string, number> };
     ceiling.modelOnly = { ...ceiling.modelOnly, torch: costs.torch_ms, flops: costs.flops };
+    // What the original spends before the model on the same photos: Pillow's decode, convert and resize.
+    const pillow = JSON.parse(execFileSync(opts.python, [path.join(ROOT, 'bench/pillow_costs.py'), String(exported.image_size[0]),
+      String(exported.image_size[1]), ...photos], { encoding: 'utf8' })) as { ms: number; cpu_ms: number };
+    ceiling.pillow = { ms: pillow.ms, cpuMs: pillow.cpu_ms };
   }
   const lives: Live[] = [];
   let runs: ServerRun[];
