@@ -1,25 +1,28 @@
 // The one error type of the service: what a client did wrong (or the service's state), with its HTTP status and code.
 
-/** Machine-readable error codes, stable across releases (clients may switch on them). */
-export type ErrorCode =
-  | 'missing_image'
-  | 'empty_file'
-  | 'unsupported_format'
-  | 'corrupt_image'
-  | 'image_too_complex'
-  | 'decode_timeout'
-  | 'file_too_large'
-  | 'image_too_large'
-  | 'bad_request'
-  | 'bad_topk'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'request_timeout'
-  | 'method_not_allowed'
-  | 'not_found'
-  | 'not_ready'
-  | 'overloaded'
-  | 'internal';
+/** Machine-readable error codes, stable across releases (clients may switch on them); the OpenAPI document lists each. */
+export const ERROR_CODES = [
+  'missing_image',
+  'empty_file',
+  'unsupported_format',
+  'corrupt_image',
+  'image_too_complex',
+  'decode_timeout',
+  'file_too_large',
+  'image_too_large',
+  'bad_request',
+  'bad_topk',
+  'unauthorized',
+  'forbidden',
+  'request_timeout',
+  'method_not_allowed',
+  'not_found',
+  'not_ready',
+  'overloaded',
+  'internal',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export class ServiceError extends Error {
   readonly status: number;
