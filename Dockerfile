@@ -42,13 +42,13 @@ RUN npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
  && strip --strip-unneeded node_modules/@tensorflow/tfjs-node/deps/lib/*.so.2 \
  && find node_modules -name '*.map' -type f -delete
 
-# --- the server, compiled ---
+# --- the server and its web page, compiled (`npm run build`, as `make build`) ---
 FROM deps AS build
 COPY tsconfig.json ./
 COPY src src
-RUN npx tsc -p tsconfig.json
+RUN npm run --silent build
 
-# --- runtime: Node, the compiled server, production packages with libtensorflow, the model ---
+# --- runtime: Node, the compiled server and page, production packages with libtensorflow, the model ---
 FROM ${NODE_IMAGE} AS runtime
 # A numeric user, so that Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app
@@ -65,6 +65,7 @@ COPY --from=modules /src/node_modules node_modules
 COPY deploy/container/healthcheck.js deploy/container/healthcheck.js
 COPY --from=model /model model_tfjs
 COPY --from=build /src/dist/src dist/src
+COPY --from=build /src/dist/web dist/web
 USER 10001:10001
 EXPOSE 5012
 # Start period: the model loads and warms up before /health answers 200.

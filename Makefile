@@ -12,7 +12,7 @@ IMAGE_SIZE ?= 64
 
 STAMPS := .cache/stamps
 
-.PHONY: setup setup-gpu deps-python build convert serve test fuzz bench soak clean
+.PHONY: setup setup-gpu deps-python build convert serve test page-screenshot fuzz bench soak clean
 
 $(STAMPS):
 	mkdir -p $@
@@ -54,6 +54,14 @@ $(STAMPS)/nginx: | $(STAMPS)
 	fi
 	touch $@
 
+# Test-only: Debian's Chromium (and a font for its text), the headless browser that test/web/ drives with
+# playwright-core; Playwright's own browser download cannot run here.
+$(STAMPS)/chromium: | $(STAMPS)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then \
+	  $(call apt_install,chromium fonts-dejavu-core,make test opens the web page in a headless browser); \
+	fi
+	touch $@
+
 # What building the native addon needs: pip (only downloads the TensorFlow wheel), a C++ compiler and make.
 $(STAMPS)/native-tools: | $(STAMPS)
 	@if ! { $(PYTHON) -m pip --version && command -v g++ && command -v make; } >/dev/null 2>&1; then \
@@ -69,8 +77,9 @@ setup: $(STAMPS)/npm $(STAMPS)/native-tools
 setup-gpu: setup
 	PYTHON=$(PYTHON) tools/native/setup-binding.sh gpu
 
+# The server (dist/src/) and the web page it serves at / (src/web/, its own tsconfig for the browser -> dist/web/).
 build: $(STAMPS)/npm
-	npx tsc -p tsconfig.json
+	npm run --silent build
 
 # Conversion: checkpoint -> .cache/convert/{model.onnx, export.json, reference} -> MODEL_DIR (docs/architecture.md).
 # CLASS_TO_IDX=file.json maps class folders to indices for a cat_to_name.json LABELS; TRUST_CHECKPOINT=1 allows
@@ -107,10 +116,17 @@ serve: setup build
 	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi
 	MODEL_DIR='$(MODEL_DIR)' $(SERVE_MALLOC_ENV) node dist/src/main.js
 
-# The test command README gives: type-check, then every uvu suite on the native backend.
-test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask $(STAMPS)/nginx $(STAMPS)/podman setup-gpu
+# The test command README gives: type-check (the server, the page and its browser tests each with their own
+# libraries), then every uvu suite on the native backend. Tests that serve the page build it first (`build:web`).
+test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask $(STAMPS)/nginx $(STAMPS)/podman $(STAMPS)/chromium setup-gpu
 	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p src/web/tsconfig.json --noEmit
+	npx tsc -p test/web/tsconfig.json --noEmit
 	node -r tsx/cjs test/run.ts
+
+# docs/page.png, README's picture of the page: the demo model's answers in Chromium (test/web/screenshot.ts).
+page-screenshot: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/chromium setup
+	node -r tsx/cjs test/web/screenshot.ts docs/page.png
 
 # Fuzzing of the upload entry points (docs/fuzzing.md): FUZZ_SECONDS in all, a random seed unless FUZZ_SEED, a
 # report per target, failing inputs under .cache/fuzz/. `make test` runs a bounded, fixed-seed pass (test/fuzz/).

@@ -1,6 +1,7 @@
 // createApp(deps): the Koa application (middleware order and routes); it never listens, so tests drive app.callback().
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
+import path from 'node:path';
 import Koa from 'koa';
 import cors from '@koa/cors';
 import Router from '@koa/router';
@@ -9,7 +10,9 @@ import type { Logger } from '../logger';
 import { authMiddleware } from './auth';
 import { errorMiddleware } from './error-middleware';
 import { createMetrics, type Metrics } from './metrics';
+import { openApiRoute } from './openapi';
 import { healthRoute } from './routes/health';
+import { loadPage, PAGE_PATHS, pageRoute, WEB_DIR } from './routes/page';
 import { predictRoute } from './routes/predict';
 import { AppState, type AppDeps, type RequestFacts } from './state';
 
@@ -26,7 +29,13 @@ export interface App {
 }
 
 /** Endpoints and the methods each answers; anything else on these paths is 405 with an Allow header. */
-const ROUTES: Record<string, readonly string[]> = { '/predict': ['POST'], '/health': ['GET', 'HEAD'], '/metrics': ['GET', 'HEAD'] };
+export const ROUTES: Readonly<Record<string, readonly string[]>> = {
+  ...Object.fromEntries(PAGE_PATHS.map((p) => [p, ['GET', 'HEAD']])),
+  '/predict': ['POST'],
+  '/health': ['GET', 'HEAD'],
+  '/metrics': ['GET', 'HEAD'],
+  '/openapi.json': ['GET', 'HEAD'],
+};
 
 export function createApp(deps: AppDeps): App {
   const { logger } = deps;
@@ -41,7 +50,14 @@ export function createApp(deps: AppDeps): App {
     },
   );
 
+  const webDir = deps.webDir ?? WEB_DIR;
+  const page = loadPage(webDir);
+  if ('missing' in page) logger.warn(`the web page is not built (${path.join(webDir, page.missing)} is missing): GET / answers 404; \`make build\` builds it`);
+
   const router = new Router();
+  const servePage = pageRoute(page);
+  for (const pagePath of PAGE_PATHS) router.get(pagePath, servePage);
+  router.get('/openapi.json', openApiRoute());
   router.post('/predict', ...predictRoute({ config: deps.config, state }));
   router.get('/health', healthRoute(state));
   router.get('/metrics', async (ctx) => {
@@ -66,12 +82,17 @@ export function createApp(deps: AppDeps): App {
   if (deps.config.corsOrigins) koa.use(corsMiddleware(deps.config.corsOrigins));
   koa.use(errorMiddleware(logger, { compatPaths: deps.config.compat ? ['/predict'] : [] }));
   if (deps.auth) {
-    const open = [...(deps.config.authHealth ? [] : ['/health']), ...(deps.config.authMetrics ? [] : ['/metrics'])];
+    // The page must load to ask for a token; the API's description is public.
+    const open = [...PAGE_PATHS, '/openapi.json', ...(deps.config.authHealth ? [] : ['/health']), ...(deps.config.authMetrics ? [] : ['/metrics'])];
     koa.use(authMiddleware(deps.auth, open));
   }
   koa.use(router.routes());
   koa.use((ctx) => {
-    throw new ServiceError(404, 'not_found', `No endpoint ${ctx.method} ${ctx.path}; this service answers POST /predict, GET /health and GET /metrics.`);
+    throw new ServiceError(
+      404,
+      'not_found',
+      `No endpoint ${ctx.method} ${ctx.path}; this service answers POST /predict, GET /health, GET /metrics, GET /openapi.json (its API description) and GET / (a page to try it).`,
+    );
   });
   // Errors are answered by errorMiddleware; what still reaches Koa (e.g. a socket error) is only logged.
   koa.on('error', (err: unknown) => logger.error('koa error', { error: String(err) }));

@@ -27,6 +27,8 @@ export interface AppDeps {
   ready: Ready | Promise<Ready>;
   /** Token checks; absent: no auth. */
   auth?: Authenticator;
+  /** The built web page (index.html, assets/); default dist/web/ (WEB_DIR). */
+  webDir?: string;
 }
 
 /** Shared mutable state of one app: readiness, shutdown and the count of prediction requests held. */

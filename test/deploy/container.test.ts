@@ -1,6 +1,6 @@
 // The container image for real (Dockerfile, docs/deploy.md): `make image` builds it, or reuses podman's layer cache;
-// a container on a read-only root answers a photo from test/fixtures/images as the server on this machine does with
-// the same model, runs as its non-root user, passes its own HEALTHCHECK and exits cleanly on SIGTERM; a model mounted
+// a container on a read-only root serves the web page and answers a photo from test/fixtures/images as the server on
+// this machine does with the same model, runs as its non-root user, passes its own HEALTHCHECK and exits cleanly on SIGTERM; a model mounted
 // over the baked one is served instead. podman, runc and debootstrap come from `make test` ($(STAMPS)/podman in the
 // Makefile); the tests are skipped, with the reason printed, only where podman cannot run at all.
 import { spawn, spawnSync } from 'node:child_process';
@@ -154,6 +154,12 @@ maybe('the container answers a photo as this machine does, as non-root on a read
     const health = (await request(`${url}/health`)).body as { status: string; runtime: { backend: string; device: string } };
     assert.is(health.status, 'ok');
     assert.is(health.runtime.backend, 'tensorflow');
+    // The web page and the API's description ship in the image.
+    const page = await fetch(`${url}/`);
+    assert.is(page.status, 200, 'the image serves the page at /');
+    assert.is(await page.text(), readFileSync(path.join(ROOT, 'src/web/index.html'), 'utf8'));
+    assert.is((await fetch(`${url}/assets/page.js`)).headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.is((await fetch(`${url}/openapi.json`)).status, 200);
     const answer = await predict(url);
     console.log(`  container: p29-marigold.jpg -> ${JSON.stringify(answer)}`);
     assert.is(answer.length, 3);

@@ -162,7 +162,8 @@ export async function postImage(
   options: { field?: string; filename?: string; fields?: Record<string, string>; query?: string } = {},
 ): Promise<Reply> {
   const form = new FormData();
-  if (bytes !== undefined) form.append(options.field ?? 'image', new Blob([bytes]), options.filename ?? 'upload.jpg');
+  // A copy with an ArrayBuffer of its own: the DOM's Blob type (test/web/ type-checks with it) refuses shared buffers.
+  if (bytes !== undefined) form.append(options.field ?? 'image', new Blob([new Uint8Array(bytes)]), options.filename ?? 'upload.jpg');
   for (const [name, value] of Object.entries(options.fields ?? {})) form.append(name, value);
   const response = await fetch(`${url}/predict${options.query ?? ''}`, { method: 'POST', body: form });
   return { status: response.status, headers: response.headers, body: await response.json() };

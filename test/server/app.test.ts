@@ -166,7 +166,10 @@ test('wrong method is 405 with Allow; unknown route is 404; OPTIONS lists the me
     assert.is(options.headers.get('allow'), 'POST');
     const missing = await request(`${url}/nope`);
     assert.is(missing.status, 404);
-    assert.equal(missing.body, errorBody('not_found', 'No endpoint GET /nope; this service answers POST /predict, GET /health and GET /metrics.'));
+    assert.equal(
+      missing.body,
+      errorBody('not_found', 'No endpoint GET /nope; this service answers POST /predict, GET /health, GET /metrics, GET /openapi.json (its API description) and GET / (a page to try it).'),
+    );
   });
 });
 
