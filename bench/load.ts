@@ -117,6 +117,11 @@ export interface LoadSample {
   latencies: number[];
   errors: number;
   seconds: number;
+  /**
+   * Answers that came, and the time that passed, while every connection had a request out: from the start until
+   * the first connection found nothing left to send. After that the connections fall idle one by one.
+   */
+  busy: { answers: number; seconds: number };
   clientCpuMs: number;
   firstError?: string;
 }
@@ -131,7 +136,8 @@ export async function closedLoop(
   opts: { concurrency: number; requests: number; maxSeconds: number; offset: number },
 ): Promise<LoadSample> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.concurrency });
-  const sample: LoadSample = { latencies: [], errors: 0, seconds: 0, clientCpuMs: 0 };
+  const sample: LoadSample = { latencies: [], errors: 0, seconds: 0, busy: { answers: 0, seconds: 0 }, clientCpuMs: 0 };
+  let draining = false;
   let next = 0;
   const cpuBefore = process.cpuUsage();
   const start = process.hrtime.bigint();
@@ -145,6 +151,10 @@ export async function closedLoop(
         sample.firstError ??= answer.error;
       }
     }
+    if (!draining) {
+      draining = true;
+      sample.busy = { answers: sample.latencies.length, seconds: elapsed() };
+    }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
   sample.seconds = elapsed();
@@ -154,17 +164,22 @@ export async function closedLoop(
   return sample;
 }
 
-/** Throughput over the summed slice time and latency percentiles over every request of the slices. */
+/**
+ * Throughput over the slices' busy time (every connection with a request out: the drain at the end of a slice,
+ * with ever fewer connections, says nothing about the concurrency level), latency percentiles over every request.
+ */
 export function summarize(concurrency: number, samples: LoadSample[]): LoadResult {
   const latencies = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
   const seconds = samples.reduce((sum, s) => sum + s.seconds, 0);
+  const busyAnswers = samples.reduce((sum, s) => sum + s.busy.answers, 0);
+  const busySeconds = samples.reduce((sum, s) => sum + s.busy.seconds, 0);
   const clientCpuMs = samples.reduce((sum, s) => sum + s.clientCpuMs, 0);
   return {
     concurrency,
     requests: latencies.length,
     errors: samples.reduce((sum, s) => sum + s.errors, 0),
     seconds,
-    throughput: latencies.length / seconds,
+    throughput: busyAnswers / busySeconds,
     p50: percentile(latencies, 50),
     p90: percentile(latencies, 90),
     p99: percentile(latencies, 99),

@@ -236,11 +236,15 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     ...runs.flatMap((r) => (r.description ? [`- ${r.description}`] : [])),
     `- ${info.model}`,
     `- Load: closed loop (each of N connections sends its next request as soon as the previous answer arrived), ` +
-      `${info.requestsPerLevel} requests per server and level or ${info.maxSeconds} s, whichever comes first, over the ` +
+      `${info.requestsPerLevel} requests per server and level (at least 4 per connection in each slice, so more at ` +
+      `high concurrency) or ${info.maxSeconds} s, whichever comes first, over the ` +
       `${info.photos} photos (JPEG and PNG) of \`${info.images}\` in the same round-robin order for ` +
       'every server, after one warm-up pass over all photos.',
     `- The servers are started one after another and stay up; each level is cut into ${info.rounds} slices and the servers ` +
       'take turns slice by slice, so that load from other users of the shared machine falls on all of them alike.',
+    '- Throughput counts the answers that came while all N connections had a request out: once a slice has sent its ' +
+      'last request, its connections fall idle one by one, and that drain says nothing about concurrency N. ' +
+      'Latency percentiles are over every request.',
     '- Each server listens on a free port, with its output in `.cache/bench/logs/`. The load generator is a',
     `  small closed loop on \`node:http\` (\`bench/load.ts\`) rather than autocannon: it sends ${info.photos} different multipart`,
     '  bodies in a fixed order and checks every answer\'s JSON, which autocannon would need per-request hooks and a new',
