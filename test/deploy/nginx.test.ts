@@ -1,7 +1,7 @@
 // deploy/nginx/nginx.conf for real: Debian's nginx, run with the shipped file (ports and paths substituted) in front
 // of two service processes on loopback; a closed-loop load during which one process is killed outright, and no
 // client sees an error. nginx comes from `make test` ($(STAMPS)/nginx in the Makefile).
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { closedLoop, loadUploads, summarize } from '../../bench/load';
 import { freePort } from '../../bench/server-process';
 import { tempDir, writeTinyModel } from '../helpers/app';
-import { IMAGES } from '../helpers/fixtures';
+import { IMAGES, photoPaths } from '../helpers/fixtures';
 import { spawnLogging, type LoggingProcess } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
@@ -137,7 +137,7 @@ test('through nginx: X-Request-Id passed on (nginx makes one when the client sen
 
 test(`${CLIENTS} clients for ${LOAD_SECONDS} s through nginx, one service process SIGKILLed after ${KILL_AFTER_MS / 1000} s: no client-visible error`, async () => {
   const { url, prefix, services, ports } = setup!;
-  const uploads = await loadUploads(readdirSync(IMAGES).filter((f) => /^p\d+-.*\.(jpg|png)$/.test(f)).sort().map((f) => path.join(IMAGES, f)));
+  const uploads = await loadUploads(photoPaths());
   const victim = services[1];
   let killedAt = 0;
   const started = Date.now();

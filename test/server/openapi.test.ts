@@ -2,12 +2,11 @@
 // method and error code the service has, and every response it documents (each error code apart) is produced here
 // by a real request whose answer is checked against it: status, Content-Type, required headers, and the body against
 // its schema with Ajv's JSON Schema 2020-12, the dialect of OpenAPI 3.1.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
-import { SignJWT } from 'jose';
 import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -16,11 +15,11 @@ import { loadPipeline } from '../../src/engine/pipeline';
 import { startWorkerPool, type WorkerPool } from '../../src/engine/worker-pool';
 import { ERROR_CODES } from '../../src/errors';
 import { createApp, ROUTES } from '../../src/http/app';
-import { createAuthenticator } from '../../src/http/auth';
 import { API_VERSION, OPENAPI, type OpenApiHeader, type OpenApiOperation, type OpenApiResponse } from '../../src/http/openapi';
 import { healthInfo, runtimeHealth } from '../../src/http/routes/health';
 import type { AppConfig, AppDeps, Ready } from '../../src/http/state';
 import { appConfig, memoryLogger, serve, tempDir, writeTinyModel } from '../helpers/app';
+import { scopedAuth, TEST_API_KEY } from '../helpers/auth';
 import { image } from '../helpers/fixtures';
 import { manyScanJpeg } from '../helpers/hostile';
 import { info, tf } from '../helpers/runtime';
@@ -28,8 +27,6 @@ import { buildPage } from '../helpers/page';
 
 const ROOT = path.join(__dirname, '../..');
 const METHODS = ['get', 'head', 'post', 'options'] as const;
-const API_KEY = 'openapi-test-key-91c2';
-const SECRET = 'o'.repeat(40);
 
 type Ref = { $ref: string };
 const isRef = (value: unknown): value is Ref => typeof value === 'object' && value !== null && '$ref' in value;
@@ -246,13 +243,7 @@ function stalled(url: string): Promise<Answer> {
 }
 
 test('every documented response, each error code apart, is produced by a real request and matches the document', async () => {
-  const dir = tempDir('openapi-auth');
-  writeFileSync(path.join(dir, 'secret'), SECRET);
-  const auth = createAuthenticator({
-    apiKeys: API_KEY, apiKeysFile: undefined, jwtSecretFile: path.join(dir, 'secret'), jwtPublicKeyFile: undefined, jwksFile: undefined,
-    jwtIssuer: undefined, jwtAudience: undefined, jwtScope: 'predict',
-  });
-  const unscoped = await new SignJWT({ scope: 'read' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(SECRET));
+  const { auth, unscopedToken: unscoped } = await scopedAuth('openapi-auth');
 
   const main = await app();
   const noPage = await app({ webDir: tempDir('openapi-no-page') });
@@ -295,7 +286,7 @@ test('every documented response, each error code apart, is produced by a real re
   for (const [route, allowed] of Object.entries(ROUTES)) {
     const wrong = allowed.includes('POST') ? 'GET' : 'POST';
     add(`OPTIONS ${route} 204`, async () => [await send(main, 'OPTIONS', route), await send(locked, 'OPTIONS', route)]);
-    add(`${wrong} ${route} 405 method_not_allowed`, async () => [await send(main, wrong, route), await send(locked, wrong, route, { headers: bearer(API_KEY) })]);
+    add(`${wrong} ${route} 405 method_not_allowed`, async () => [await send(main, wrong, route), await send(locked, wrong, route, { headers: bearer(TEST_API_KEY) })]);
     if (['/predict', '/health', '/metrics'].includes(route)) {
       add(`${wrong} ${route} 401 unauthorized`, one(() => send(locked, wrong, route)));
       add(`${wrong} ${route} 403 forbidden`, one(() => send(locked, wrong, route, { headers: bearer(unscoped) })));
@@ -322,7 +313,7 @@ test('every documented response, each error code apart, is produced by a real re
     await predict(main, photo()),
     await predict(main, form([['a.jpg', 'p04-tree.jpg'], ['b.jpg', 'bad/truncated.jpg']])),
     await predict(compat, form([['x.png', 'bad/text.png']])),
-    await predict(locked, photo(), bearer(API_KEY)),
+    await predict(locked, photo(), bearer(TEST_API_KEY)),
   ]);
   add('POST /predict 400 missing_image', one(() => predict(main, form([], { topk: '2' }))));
   add('POST /predict 400 empty_file', one(() => predict(main, bytesForm('empty.jpg', Buffer.alloc(0)))));

@@ -2,20 +2,17 @@
 // outright is replaced while the other keeps serving, and SIGTERM to the primary drains every process and exits 0.
 import os from 'node:os';
 import path from 'node:path';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rawRequest, tempDir, writeTinyModel } from '../helpers/app';
-import { IMAGES } from '../helpers/fixtures';
+import { photoPaths } from '../helpers/fixtures';
 import { spawnLogging, type LoggingProcess } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
 const DRAIN_MS = 1500;
-const PHOTOS = readdirSync(IMAGES)
-  .filter((f) => /^p\d+-.*\.(jpg|png)$/.test(f))
-  .sort()
-  .map((f) => readFileSync(path.join(IMAGES, f)));
+const PHOTOS = photoPaths().map((f) => readFileSync(f));
 
 type Line = Record<string, unknown>;
 

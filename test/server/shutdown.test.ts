@@ -1,19 +1,16 @@
 // Shutdown of the server process: SIGTERM drains (health 503 "stopping" while it still accepts and serves), then
 // closes the listener and answers every request it holds, with no connection reset; SIGINT skips the drain.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rawRequest, request, tempDir, writeTinyModel } from '../helpers/app';
-import { IMAGES } from '../helpers/fixtures';
+import { photoPaths } from '../helpers/fixtures';
 import { spawnLogging, type LoggingProcess } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
 const DRAIN_MS = 2000;
-const PHOTOS = readdirSync(IMAGES)
-  .filter((f) => /^p\d+-.*\.(jpg|png)$/.test(f))
-  .sort()
-  .map((f) => readFileSync(path.join(IMAGES, f)));
+const PHOTOS = photoPaths().map((f) => readFileSync(f));
 
 function start(args: string[]): LoggingProcess {
   const { dir } = writeTinyModel(tempDir('shutdown-model'));

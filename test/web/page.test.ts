@@ -2,19 +2,19 @@
 // model: photos and bad files through the file chooser, drag and drop and paste, at desktop and phone sizes and with
 // the keyboard alone, and the token prompt with auth on. What the page shows is compared with the API's own answer
 // for the same file; any console error or uncaught exception fails. Screenshots: .cache/test-output/screenshots/.
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { SignJWT } from 'jose';
 import type { Browser, Page } from 'playwright-core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Model } from '../../src/engine/model';
 import { loadPipeline } from '../../src/engine/pipeline';
 import { createApp } from '../../src/http/app';
-import { createAuthenticator, type Authenticator } from '../../src/http/auth';
+import type { Authenticator } from '../../src/http/auth';
 import { healthInfo, runtimeHealth } from '../../src/http/routes/health';
 import type { AppConfig, Ready } from '../../src/http/state';
 import { appConfig, memoryLogger, postImage, serve, tempDir, writeTinyModel } from '../helpers/app';
+import { scopedAuth, TEST_API_KEY } from '../helpers/auth';
 import { image } from '../helpers/fixtures';
 import { info, tf } from '../helpers/runtime';
 import { buildPage } from '../helpers/page';
@@ -23,8 +23,6 @@ import { answeredCards, launchBrowser, openPage, screenshot, type Card, type Con
 const LABELS = ['daisy', 'dandelion', 'rose', 'sunflower', 'tulip'];
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
-const API_KEY = 'page-test-key-5b0e2c';
-const SECRET = 's'.repeat(40);
 
 let model: Model;
 let ready: Ready;
@@ -210,13 +208,7 @@ test('the untrained demo model is said plainly', async () => {
 });
 
 test('auth on: the page asks for a token with the API\'s 401 message, shows 401 and 403 answers, and predicts once given a key', async () => {
-  const dir = tempDir('page-auth');
-  writeFileSync(path.join(dir, 'secret'), SECRET);
-  const auth = createAuthenticator({
-    apiKeys: API_KEY, apiKeysFile: undefined, jwtSecretFile: path.join(dir, 'secret'), jwtPublicKeyFile: undefined, jwksFile: undefined,
-    jwtIssuer: undefined, jwtAudience: undefined, jwtScope: 'predict',
-  });
-  const unscoped = await new SignJWT({ scope: 'read' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(SECRET));
+  const { auth, unscopedToken: unscoped } = await scopedAuth('page-auth');
   await withPage({ auth }, async (page, url, watch) => {
     watch.expect(401, 403);
     await page.waitForFunction(() => document.querySelector('#model')?.textContent?.startsWith('Model '));
@@ -240,10 +232,10 @@ test('auth on: the page asks for a token with the API\'s 401 message, shows 401 
       assert.is(await page.textContent('#token-message'), want.error);
     }
 
-    await page.fill('#token', API_KEY);
+    await page.fill('#token', TEST_API_KEY);
     await page.click('#token-form button');
     [card] = await answeredCards(page, 1);
-    assertCard(card, await expectedCard(url, file, 3, { Authorization: `Bearer ${API_KEY}` }), file, `${file} with the key`);
+    assertCard(card, await expectedCard(url, file, 3, { Authorization: `Bearer ${TEST_API_KEY}` }), file, `${file} with the key`);
     assert.ok(await page.isHidden('#token-form'));
   });
 
@@ -252,7 +244,7 @@ test('auth on: the page asks for a token with the API\'s 401 message, shows 401 
     await page.waitForSelector('#token-form', { state: 'visible' });
     const health = (await (await fetch(`${url}/health`)).json()) as { error: { message: string } };
     assert.is(await page.textContent('#token-message'), health.error.message, 'asked at once when /health needs the token');
-    await page.fill('#token', API_KEY);
+    await page.fill('#token', TEST_API_KEY);
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => document.querySelector('#model')?.textContent?.startsWith('Model '));
   });
