@@ -1,6 +1,7 @@
 // Loads the one native TensorFlow binding of this process (tfjs-node or tfjs-node-gpu) and reports what it runs on.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { Tensor, Tensor3D } from '@tensorflow/tfjs-node';
 import type { NodeJSKernelBackend } from '@tensorflow/tfjs-node/dist/nodejs_kernel_backend';
 
 /** The tfjs-node namespace; tfjs-node-gpu exposes the same API. Import this type, never the package. */
@@ -56,7 +57,7 @@ let current: Runtime | null = null;
  * tidy walks whatever its function returns looking for tensors, element by element for a typed array (2.6 ms for
  * one 64x64x3 image).
  */
-export function readOut<T extends Float32Array | Int32Array>(tf: Tf, make: () => import('@tensorflow/tfjs-node').Tensor): T {
+export function readOut<T extends Float32Array | Int32Array>(tf: Tf, make: () => Tensor): T {
   const out = tf.tidy(make);
   try {
     return out.dataSync() as T;
@@ -64,6 +65,28 @@ export function readOut<T extends Float32Array | Int32Array>(tf: Tf, make: () =>
     out.dispose();
   }
 }
+
+/**
+ * tfjs-node's backend (the CPU and GPU bindings alike), for what its public API does not offer (pinned tfjs-node
+ * version; tested): its decoders without the int32 cast that tf.node.decode* adds, uint8 tensors from bytes, and
+ * TensorFlow ops that tfjs does not expose, run by name.
+ */
+export interface NativeBackend {
+  binding: {
+    TF_UINT8: number;
+    TF_INT32: number;
+    TF_ATTR_TYPE: number;
+    createTensor(shape: number[], dtype: number, data: Uint8Array): number;
+  };
+  createOutputTensor(metadata: { id: number; shape: number[]; dtype: number }): Tensor3D;
+  executeSingleOutput(name: string, attrs: { name: string; type: number; value: number }[], inputs: Tensor[]): Tensor;
+  decodeJpeg(bytes: Uint8Array, channels: number, ratio: number, fancyUpscaling: boolean, tryRecoverTruncated: boolean,
+    acceptableFraction: number, dctMethod: string): Tensor3D;
+  decodePng(bytes: Uint8Array, channels: number): Tensor3D;
+  decodeBmp(bytes: Uint8Array, channels: number): Tensor3D;
+}
+
+export const nativeBackend = (tf: Tf): NativeBackend => tf.backend() as unknown as NativeBackend;
 
 /** What loading will do: the binding, and the thread pools and oneDNN setting TensorFlow will be given. */
 export interface RuntimePlan {

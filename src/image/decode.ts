@@ -6,7 +6,7 @@ import { Jimp } from 'jimp';
 import sharp, { type OutputInfo } from 'sharp';
 import { ServiceError } from '../errors';
 import { checkPixelLimit, corrupt, formatOf, readImageHeader, type ImageFormat, type ImageHeader } from './header';
-import type { Tf } from '../runtime';
+import { nativeBackend as native, type Tf } from '../runtime';
 
 export interface DecodeOptions {
   /** Largest accepted width x height, checked from the header before any pixel is allocated. */
@@ -182,22 +182,6 @@ function rgbaToRgb(rgba: ArrayLike<number>): Uint8Array {
   }
   return rgb;
 }
-
-/**
- * tfjs-node's backend, for what its public API does not offer (pinned tfjs-node version; tested): its decoders
- * without the int32 cast that tf.node.decode* adds, and uint8 tensors from bytes.
- */
-interface NodeBackend {
-  binding: { TF_UINT8: number; createTensor(shape: number[], dtype: number, data: Uint8Array): number };
-  createOutputTensor(metadata: { id: number; shape: number[]; dtype: number }): Tensor3D;
-  decodeJpeg(bytes: Uint8Array, channels: number, ratio: number, fancyUpscaling: boolean, tryRecoverTruncated: boolean,
-    acceptableFraction: number, dctMethod: string): Tensor3D;
-  decodePng(bytes: Uint8Array, channels: number): Tensor3D;
-  decodeBmp(bytes: Uint8Array, channels: number): Tensor3D;
-}
-
-const native = (tf: Tf): NodeBackend => tf.backend() as unknown as NodeBackend;
-
 
 /**
  * RGB bytes as a native uint8 tensor, the kind TensorFlow's own decoders return (tfjs calls it int32): one byte per

@@ -15,7 +15,7 @@
 // multiply in int32 directly. The horizontal pass works on rows of interleaved RGB (no transpose of the image: that
 // costs as much as the products) and each group of output columns reads only the band of source columns it needs.
 import type { Tensor, Tensor2D, Tensor3D } from '@tensorflow/tfjs-node';
-import type { Tf } from '../runtime';
+import { nativeBackend, type Tf } from '../runtime';
 
 /** Fractional bits of Pillow's fixed-point coefficients. */
 export const PRECISION_BITS = 22;
@@ -251,7 +251,8 @@ const GROUP_COST = 7e6;
 
 /**
  * Pillow's bilinear resize of RGB pixels `[srcHeight, srcWidth, 3]` (values 0..255; tfjs int32, stored as int32 or as
- * the decoders' uint8) to int32 `[height, width, 3]`, bit-identical to `Image.resize((width, height), Image.BILINEAR)`. Returns a new tensor.
+ * the decoders' uint8) to int32 `[height, width, 3]`, bit-identical to `Image.resize((width, height),
+ * Image.BILINEAR)`. Returns a new tensor.
  */
 export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeights): Tensor3D {
   const [srcHeight, srcWidth, channels] = pixels.shape;
@@ -322,16 +323,11 @@ function roundPass(tf: Tf, sums: Tensor): Tensor {
   return tf.minimum(rightShift(tf, tf.add(sums, tf.scalar(2 ** (PRECISION_BITS - 1), 'int32')), PRECISION_BITS), tf.scalar(255, 'int32'));
 }
 
-interface RawOps {
-  binding: { TF_ATTR_TYPE: number; TF_INT32: number };
-  executeSingleOutput(name: string, attrs: { name: string; type: number; value: number }[], inputs: Tensor[]): Tensor;
-}
-
 /**
  * int32 `x >> bits` with TensorFlow's RightShift, which tfjs does not expose; a fifth of the time of floorDiv, which
  * divides. The native backends (tfjs-node and tfjs-node-gpu) run any TensorFlow op by name.
  */
 function rightShift(tf: Tf, x: Tensor, bits: number): Tensor {
-  const raw = tf.backend() as unknown as RawOps;
+  const raw = nativeBackend(tf);
   return raw.executeSingleOutput('RightShift', [{ name: 'T', type: raw.binding.TF_ATTR_TYPE, value: raw.binding.TF_INT32 }], [x, tf.scalar(bits, 'int32')]);
 }
