@@ -84,9 +84,25 @@ export interface NativeBackend {
     acceptableFraction: number, dctMethod: string): Tensor3D;
   decodePng(bytes: Uint8Array, channels: number): Tensor3D;
   decodeBmp(bytes: Uint8Array, channels: number): Tensor3D;
+  runSavedModel(sessionId: number, inputs: Tensor[], inputInfos: { name: string; tfDtype: string }[], outputs: string[]): Tensor[];
 }
 
 export const nativeBackend = (tf: Tf): NativeBackend => tf.backend() as unknown as NativeBackend;
+
+export type SavedModel = Awaited<ReturnType<Tf['node']['loadSavedModel']>>;
+
+/**
+ * Runs a loaded SavedModel's session for the tensors named `outputs`, feeding tensors by name: predict() feeds and
+ * fetches only the signature's. Float32 feeds only. The caller disposes the outputs.
+ */
+export function runSessionOutputs(tf: Tf, model: SavedModel, feeds: Record<string, Tensor>, outputs: string[]): Tensor[] {
+  const { sessionId } = model as unknown as { sessionId: number };
+  const names = Object.keys(feeds);
+  for (const name of names) {
+    if (feeds[name].dtype !== 'float32') throw new TypeError(`feed ${name} is ${feeds[name].dtype}; runSessionOutputs feeds float32`);
+  }
+  return nativeBackend(tf).runSavedModel(sessionId, names.map((n) => feeds[n]), names.map((name) => ({ name, tfDtype: 'DT_FLOAT' })), outputs);
+}
 
 /** What loading will do: the binding, and the thread pools and oneDNN setting TensorFlow will be given. */
 export interface RuntimePlan {

@@ -1,15 +1,15 @@
 // The converted classifier: readModelFolder validates model_tfjs/ against metadata.json (no TensorFlow needed);
 // Model.load runs it as one TensorFlow session (session-graph.ts), warmed up; predict runs a batch.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
 import type { Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
-import type { Tf } from '../runtime';
-import { SIGNATURE_KEY, TAGS } from './saved-model';
-import { modelSavedModelBytes, type GraphModelArtifacts } from './session-graph';
+import type { SavedModel, Tf } from '../runtime';
+import { openSession, writeSession } from './session';
+import { sessionModel, type GraphModelArtifacts, type SessionModel } from './session-graph';
 
 /** metadata.json as written by `make convert` (docs/architecture.md). */
 export interface ModelMetadata {
@@ -90,23 +90,21 @@ export async function readModelFolder(dir: string): Promise<ModelFolder> {
 }
 
 /**
- * Writes the folder's graph as a SavedModel into a new temporary folder (saved_model.pb, no variables) and returns
- * it; the caller removes it once every session that needs it is loaded.
+ * Writes the folder's graph as session files (session.ts) into a new temporary folder and returns it; the caller
+ * removes it once every session that needs it is loaded.
  */
 export function writeSessionModel(folder: ModelFolder): string {
   const { metadata } = folder;
-  let bytes: Uint8Array;
+  let model: SessionModel;
   try {
-    bytes = modelSavedModelBytes(folder.artifacts, { input: { name: metadata.input.name, shape: metadata.input.shape }, output: { name: metadata.output.name, shape: metadata.output.shape } });
+    model = sessionModel(folder.artifacts, { input: { name: metadata.input.name, shape: metadata.input.shape }, output: { name: metadata.output.name, shape: metadata.output.shape } });
   } catch (err) {
     throw new ModelLoadError(`${path.join(folder.dir, 'model.json')} cannot become a TensorFlow graph: ${(err as Error).message}.`, { cause: err });
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'torch-serve-node-session-'));
-  writeFileSync(path.join(dir, 'saved_model.pb'), bytes);
+  writeSession(dir, model);
   return dir;
 }
-
-type SavedModel = Awaited<ReturnType<Tf['node']['loadSavedModel']>>;
 
 export class Model {
   readonly metadata: Readonly<ModelMetadata>;
@@ -132,11 +130,11 @@ export class Model {
     }
   }
 
-  /** Loads a SavedModel that writeSessionModel wrote for the folder `dir` (whose metadata is given), and warms it. */
+  /** Loads the session files writeSessionModel wrote for the folder `dir` (whose metadata is given), and warms it. */
   static async fromSession(tf: Tf, metadata: ModelMetadata, dir: string, sessionDir: string): Promise<Model> {
     let session: SavedModel;
     try {
-      session = await tf.node.loadSavedModel(sessionDir, TAGS, SIGNATURE_KEY);
+      session = await openSession(tf, sessionDir);
     } catch (err) {
       throw new ModelLoadError(`TensorFlow could not load the graph of ${path.join(dir, 'model.json')}: ${(err as Error).message}.`, { cause: err });
     }

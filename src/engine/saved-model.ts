@@ -1,5 +1,6 @@
-// A SavedModel written from JavaScript: a GraphDef of constants and ops, with one signature, as saved_model.pb bytes
-// (no variables). TensorFlow loads it as one session (tf.node.loadSavedModel) and runs the whole graph per call.
+// A SavedModel written from JavaScript: a GraphDef of ops, with one signature, as saved_model.pb bytes and no
+// checkpoint (session.ts assigns variables with a session call). TensorFlow loads it as one session
+// (tf.node.loadSavedModel) and runs the whole graph per call.
 // The protobuf messages are the ones tfjs-node itself reads SavedModels with (google-protobuf, generated).
 
 export interface JsonNode {

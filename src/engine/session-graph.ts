@@ -1,5 +1,5 @@
-// The converted TF.js graph model as one TensorFlow graph: model.json and its weights become a frozen GraphDef in a
-// SavedModel (saved-model.ts), which TensorFlow runs as one session call per batch. TensorFlow then sees the whole
+// The converted TF.js graph model as one TensorFlow graph: model.json and its weights become a GraphDef in a
+// SavedModel (saved-model.ts), its large weights as variables, which TensorFlow runs as one session call per batch. TensorFlow then sees the whole
 // graph: Grappler fuses and prunes it and picks its own kernels, instead of tfjs's one op at a time.
 //
 // tfjs graph models use a few op forms TensorFlow's own op registry lacks or spells differently: _FusedConv2D
@@ -124,11 +124,50 @@ function plain(node: JsonNode): GraphNode {
   return { name: node.name, op: node.op, inputs, attrs };
 }
 
+/** A weight the session holds in a resource variable, and the value a session call assigns it once loaded. */
+export interface VariableValue {
+  /** The weight's node name; its initial value is fed as `${name}/initial_value:0`. */
+  name: string;
+  dtype: string;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/** A SavedModel of the graph model, and the values of its variables. */
+export interface SessionModel {
+  savedModel: Uint8Array;
+  variables: VariableValue[];
+}
+
 /**
- * saved_model.pb bytes of a SavedModel that holds the whole graph model as constants, with the signature
- * `serving_default`: `input` -> `output` (tensor names `<node>:0`).
+ * float32 weights of this many bytes or more become variables; smaller ones (biases, shapes) stay constants.
+ * TensorFlow copies the graph several times while it optimises it and keeps copies after; with the weights as
+ * constants every copy carried them (about 0.5 GiB per session for ResNet18, docs/runtime.md).
  */
-export function modelSavedModelBytes(model: GraphModelArtifacts, signature: SessionSignature): Uint8Array {
+const VARIABLE_MIN_BYTES = 4096;
+/** The output whose session call assigns every variable its initial value (fed by name). */
+export const ASSIGN_VARIABLES = 'weights/assigned:0';
+export const initialValueName = (variable: string): string => `${variable}/initial_value:0`;
+
+/** A weight as a resource variable: its handle, the op that assigns it, and a read under the weight's own name. */
+function variableNodes(name: string, dtype: JsonAttr, shape: number[]): GraphNode[] {
+  const shapeAttr = { shape: { dim: shape.map((size) => ({ size })) } };
+  const handle = `${name}/variable`;
+  const value = initialValueName(name).replace(/:0$/, '');
+  return [
+    { name: handle, op: 'VarHandleOp', inputs: [], attrs: { dtype, shape: shapeAttr, shared_name: { s: Buffer.from(name).toString('base64') }, container: { s: '' } } },
+    { name: value, op: 'Placeholder', inputs: [], attrs: { dtype, shape: shapeAttr } },
+    { name: `${name}/assign`, op: 'AssignVariableOp', inputs: [handle, value], attrs: { dtype } },
+    { name, op: 'ReadVariableOp', inputs: [handle], attrs: { dtype } },
+  ];
+}
+
+/**
+ * A SavedModel of the whole graph model with the signature `serving_default`: `input` -> `output` (tensor names
+ * `<node>:0`). Large float32 weights are resource variables (see VARIABLE_MIN_BYTES): the caller runs
+ * ASSIGN_VARIABLES once, feeding each variable's value, before the first prediction.
+ */
+export function sessionModel(model: GraphModelArtifacts, signature: SessionSignature): SessionModel {
   const weights = new Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>();
   let offset = 0;
   for (const spec of model.weightSpecs) {
@@ -140,16 +179,30 @@ export function modelSavedModelBytes(model: GraphModelArtifacts, signature: Sess
     offset += length;
   }
   const nodes: GraphNode[] = [];
+  const variables: VariableValue[] = [];
   for (const node of model.modelTopology.node) {
     if (node.op === 'Const') {
       const weight = weights.get(node.name);
       if (!weight) throw new Error(`Const ${node.name} has no weight in the manifest`);
       const { value: _value, ...attrs } = node.attr ?? {};
-      nodes.push({ name: node.name, op: 'Const', inputs: [], attrs, tensors: { value: weight } });
+      if (weight.dtype === 'DT_FLOAT' && weight.bytes.byteLength >= VARIABLE_MIN_BYTES) {
+        nodes.push(...variableNodes(node.name, attrs.dtype ?? { type: 'DT_FLOAT' }, weight.shape));
+        variables.push({ name: node.name, ...weight });
+      } else {
+        nodes.push({ name: node.name, op: 'Const', inputs: [], attrs, tensors: { value: weight } });
+      }
     } else {
       nodes.push(...(fused(node, (name) => weights.get(name)?.shape) ?? [plain(node)]));
     }
   }
+  if (variables.length > 0) {
+    // A constant that waits for every assignment: fetching it assigns them all.
+    const [name] = ASSIGN_VARIABLES.split(':');
+    nodes.push({
+      name, op: 'Const', inputs: variables.map((v) => `^${v.name}/assign`), attrs: { dtype: { type: 'DT_INT32' } },
+      tensors: { value: { dtype: 'DT_INT32', shape: [], bytes: bytesOf(Int32Array.of(variables.length)) } },
+    });
+  }
   const spec = ({ name, shape }: { name: string; shape: number[] }) => ({ name, dtype: 'DT_FLOAT', shape });
-  return savedModelBytes(nodes, { inputs: [spec(signature.input)], outputs: [spec(signature.output)] });
+  return { savedModel: savedModelBytes(nodes, { inputs: [spec(signature.input)], outputs: [spec(signature.output)] }), variables };
 }

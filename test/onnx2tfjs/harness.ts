@@ -1,5 +1,5 @@
 // Test harness: builds ONNX models with onnx-proto, runs them on onnxruntime-node and, converted, on tfjs-node.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Tensor } from '@tensorflow/tfjs-node';
@@ -8,8 +8,8 @@ import * as assert from 'uvu/assert';
 import { tf } from '../helpers/runtime';
 import { assertClose } from '../helpers/assert-close';
 import { seeded } from '../helpers/tiny-graph-model';
-import { SIGNATURE_KEY, TAGS } from '../../src/engine/saved-model';
-import { modelSavedModelBytes } from '../../src/engine/session-graph';
+import { openSession, writeSession } from '../../src/engine/session';
+import { sessionModel } from '../../src/engine/session-graph';
 import { convertOnnx, ConvertedModel, ConvertOptions } from '../../tools/onnx2tfjs';
 import type { ParityModel } from '../../tools/onnx2tfjs/parity';
 
@@ -138,14 +138,14 @@ export async function loadSession(m: ConvertedModel): Promise<ParityModel & { di
   });
   const [input] = Object.values(m.signature.inputs);
   const [output] = Object.values(m.signature.outputs);
-  const bytes = modelSavedModelBytes(
+  const model = sessionModel(
     { modelTopology: m.modelTopology, weightSpecs: m.weightSpecs, weightData: m.weightData.slice().buffer },
     { input: spec(input), output: spec(output) },
   );
   const dir = mkdtempSync(path.join(os.tmpdir(), 'harness-session-'));
   try {
-    writeFileSync(path.join(dir, 'saved_model.pb'), bytes);
-    const session = await tf.node.loadSavedModel(dir, TAGS, SIGNATURE_KEY);
+    writeSession(dir, model);
+    const session = await openSession(tf, dir);
     return { execute: (inputs) => session.predict(Object.values(inputs)[0]) as Tensor, dispose: () => session.dispose() };
   } finally {
     rmSync(dir, { recursive: true, force: true });

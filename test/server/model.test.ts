@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Tensor4D } from '@tensorflow/tfjs-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Model, ModelLoadError, type ModelMetadata } from '../../src/engine/model';
+import { Model, ModelLoadError, readModelFolder, type ModelMetadata } from '../../src/engine/model';
+import { sessionModel } from '../../src/engine/session-graph';
 import { tempDir, writeMetadata, writeTinyModel } from '../helpers/app';
 import { tf } from '../helpers/runtime';
 
@@ -38,19 +39,20 @@ async function loadError(dir: string): Promise<ModelLoadError> {
   return caught as ModelLoadError;
 }
 
-test('loads a valid folder; predict gives mean(H, W) @ w + b and leaves only its output', async () => {
-  const { dir, weights } = writeTinyModel(tempDir('model'), { classes: 4, height: 6, width: 5 });
+/** Loads a tiny model of `classes` classes and checks that a batch of 2 gives mean(H, W) @ w + b, leaving only its output. */
+async function checkPredictions(classes: number): Promise<void> {
+  const { dir, weights } = writeTinyModel(tempDir('model'), { classes, height: 6, width: 5 });
   const model = await Model.load(tf, dir);
   assert.equal(model.inputSize, { height: 6, width: 5 });
-  assert.is(model.numClasses, 4);
-  assert.equal(model.labels, ['0', '1', '2', '3']);
+  assert.is(model.numClasses, classes);
+  assert.equal(model.labels, Array.from({ length: classes }, (_, i) => String(i)));
 
   const values = Float32Array.from({ length: 2 * 6 * 5 * 3 }, (_, i) => Math.sin(i) * 2);
   const batch = tf.tensor4d(values, [2, 6, 5, 3]);
   const before = tf.memory().numTensors;
   const logits = model.predict(batch);
   assert.is(tf.memory().numTensors, before + 1, 'only the logits tensor is new');
-  assert.equal(logits.shape, [2, 4]);
+  assert.equal(logits.shape, [2, classes]);
   const got = logits.dataSync();
   for (let n = 0; n < 2; n++) {
     const mean = [0, 1, 2].map((c) => {
@@ -58,13 +60,29 @@ test('loads a valid folder; predict gives mean(H, W) @ w + b and leaves only its
       for (let p = 0; p < 30; p++) sum += values[n * 90 + p * 3 + c];
       return sum / 30;
     });
-    for (let k = 0; k < 4; k++) {
-      const want = mean[0] * weights.w[k] + mean[1] * weights.w[4 + k] + mean[2] * weights.w[8 + k] + weights.b[k];
-      assert.ok(Math.abs(got[n * 4 + k] - want) < 1e-5, `logit [${n}, ${k}]: ${got[n * 4 + k]} vs ${want}`);
+    for (let k = 0; k < classes; k++) {
+      const want = mean[0] * weights.w[k] + mean[1] * weights.w[classes + k] + mean[2] * weights.w[2 * classes + k] + weights.b[k];
+      assert.ok(Math.abs(got[n * classes + k] - want) < 1e-5, `logit [${n}, ${k}]: ${got[n * classes + k]} vs ${want}`);
     }
   }
   tf.dispose([logits, batch]);
   model.dispose();
+}
+
+test('loads a valid folder; predict gives mean(H, W) @ w + b and leaves only its output', async () => {
+  await checkPredictions(4);
+});
+
+test('large weights become session variables, assigned at load: same answers, graph without their bytes', async () => {
+  // w is 3 x 400 float32 (4800 bytes): a variable; b (1600 bytes) and the int32 axes stay constants.
+  const { dir, metadata } = writeTinyModel(tempDir('model-variables'), { classes: 400 });
+  const folder = await readModelFolder(dir);
+  const session = sessionModel(folder.artifacts, { input: { name: metadata.input.name, shape: metadata.input.shape }, output: { name: metadata.output.name, shape: metadata.output.shape } });
+  assert.equal(session.variables.map((v) => [v.name, v.shape, v.bytes.byteLength]), [['w', [3, 400], 4800]]);
+  assert.ok(session.savedModel.byteLength < 4800, `saved_model.pb has ${session.savedModel.byteLength} bytes: it must not carry w`);
+  const before = tf.memory().numTensors;
+  await checkPredictions(400);
+  assert.is(tf.memory().numTensors, before, 'loading leaves no feed or output tensor behind');
 });
 
 test('labels come from metadata when it has them', async () => {
