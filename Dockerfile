@@ -59,13 +59,14 @@ ENV NODE_ENV=production \
     PORT=5012 \
     MODEL_DIR=/app/model_tfjs \
     DEVICE=cpu \
-    MALLOC_ARENA_MAX=2 \
+    MALLOC_ARENA_MAX=1 \
     MALLOC_MMAP_THRESHOLD_=33554432
 COPY --from=modules /src/node_modules node_modules
 COPY deploy/container/healthcheck.js deploy/container/healthcheck.js
 COPY --from=model /model model_tfjs
 COPY --from=build /src/dist/src dist/src
 COPY --from=build /src/dist/web dist/web
+COPY --from=build /src/dist/native dist/native
 USER 10001:10001
 EXPOSE 5012
 # Start period: the model loads and warms up before /health answers 200.

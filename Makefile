@@ -64,8 +64,8 @@ $(STAMPS)/chromium: | $(STAMPS)
 
 # What building the native addon needs: pip (only downloads the TensorFlow wheel), a C++ compiler and make.
 $(STAMPS)/native-tools: | $(STAMPS)
-	@if ! { $(PYTHON) -m pip --version && command -v g++ && command -v make; } >/dev/null 2>&1; then \
-	  $(call apt_install,python3-pip g++ make,make setup downloads the TensorFlow wheel with pip and compiles the native addon); \
+	@if ! { $(PYTHON) -m pip --version && command -v g++ && command -v cc && command -v make; } >/dev/null 2>&1; then \
+	  $(call apt_install,python3-pip g++ make,make setup downloads the TensorFlow wheel with pip and compiles the native addons); \
 	fi
 	touch $@
 
@@ -77,8 +77,9 @@ setup: $(STAMPS)/npm $(STAMPS)/native-tools
 setup-gpu: setup
 	PYTHON=$(PYTHON) tools/native/setup-binding.sh gpu
 
-# The server (dist/src/) and the web page it serves at / (src/web/, its own tsconfig for the browser -> dist/web/).
-build: $(STAMPS)/npm
+# The server (dist/src/), the web page it serves at / (src/web/, its own tsconfig for the browser -> dist/web/) and
+# its small native addon (src/native/memory.c -> dist/native/, compiled with Node's headers).
+build: $(STAMPS)/npm $(STAMPS)/native-tools
 	npm run --silent build
 
 # Conversion: checkpoint -> .cache/convert/{model.onnx, export.json, reference} -> MODEL_DIR (docs/architecture.md).
@@ -108,9 +109,9 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKP
 
 # The server on PORT (default 5012): builds, runs `make convert` first when MODEL_DIR holds no model yet (docs/config.md).
 # Every option is an env variable, also given on make's command line: `make serve WORKERS=2` runs two processes.
-# glibc gives large freed buffers (decoded images) back to the system at once and keeps two arenas, so the
-# process's memory returns to its level after a large upload (docs/runtime.md, "Memory").
-SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=33554432
+# glibc maps buffers of 32 MiB and more on their own (a decoded 36-megapixel image goes back at once) and keeps one
+# arena for every thread, so what one thread frees another reuses (docs/runtime.md, "Memory").
+SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432
 
 serve: setup build
 	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi
@@ -118,7 +119,7 @@ serve: setup build
 
 # The test command README gives: type-check (the server, the page and its browser tests each with their own
 # libraries), then every uvu suite on the native backend. Tests that serve the page build it first (`build:web`).
-test: $(STAMPS)/npm $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask $(STAMPS)/nginx $(STAMPS)/podman $(STAMPS)/chromium setup-gpu
+test: build $(STAMPS)/python $(STAMPS)/onnx-testdata $(STAMPS)/flask $(STAMPS)/nginx $(STAMPS)/podman $(STAMPS)/chromium setup-gpu
 	npx tsc -p tsconfig.json --noEmit
 	npx tsc -p src/web/tsconfig.json --noEmit
 	npx tsc -p test/web/tsconfig.json --noEmit

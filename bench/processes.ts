@@ -21,7 +21,7 @@ async function main() {
       const server = ServerProcess.start({
         command: process.execPath,
         args: [path.join(ROOT, 'dist/src/main.js'), '--port', String(port), '--model-dir', path.join(ROOT, '.cache/bench/model_tfjs'), '--device', 'cpu', '--log-level', 'warn', ...SETUPS[name as 'A' | 'B']],
-        env: { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '33554432' },
+        env: { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '33554432' },
         logFile: path.join(ROOT, `.cache/bench/logs/processes-${name}-${round}.log`),
       });
       try {

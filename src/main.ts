@@ -15,6 +15,7 @@ import { AuthConfigError, createAuthenticator, type Authenticator } from './http
 import { healthInfo, runtimeHealth, type HealthInfo } from './http/routes/health';
 import type { Ready } from './http/state';
 import { createLogger, type Logger } from './logger';
+import { memoryAddonMissing } from './memory';
 import { prepareRuntime, type RuntimePlan } from './runtime';
 
 /** How far Node's request timeout stays behind the upload route's, which must answer first. */
@@ -124,6 +125,8 @@ async function main(): Promise<number> {
   const { metadata } = pool;
   logger.info('ready', { arch: metadata.arch, classes: metadata.num_classes, image_size: metadata.image_size, demo: metadata.source.demo, threads: pool.workers, ...runtimeHealth(pool.runtime) });
   if (metadata.source.demo) logger.warn('serving the UNTRAINED demo model: predictions are meaningless; convert your best.pth with `make convert`');
+  const noTrim = memoryAddonMissing();
+  if (noTrim) logger.warn(`${noTrim}: memory freed after large images stays with the process until it is reused`);
   serving = true;
   reportReady();
 

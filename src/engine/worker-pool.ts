@@ -8,6 +8,7 @@ import 'sharp';
 import { describe, ServiceError } from '../errors';
 import { ownArrayBuffer, tooSlow } from '../image/decode';
 import type { Logger } from '../logger';
+import { releaseFreedMemory } from '../memory';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
 import { readModelFolder, writeSessionModel, type ModelMetadata } from './model';
@@ -203,6 +204,8 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   }
   started = true;
   // Every worker has read the graph: keep it for replacements, removed when the pool closes.
+  // Loading and the first session runs freed much of what they allocated.
+  releaseFreedMemory();
 
   // Jobs remember when they were submitted, so that each answer tells how long it waited for its batch.
   const submitted = new WeakMap<PredictJob, number>();
@@ -228,7 +231,12 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
         submitted.set(job, performance.now());
         return batcher.submit(job, opts.signal).finally(() => {
           pending -= 1;
-          if (pending === 0) drained?.();
+          if (pending === 0) {
+            drained?.();
+            // Every worker is idle: what the last images freed goes back to the system (memory.ts). Under load
+            // this never runs, so busy workers keep reusing that memory instead of faulting it in again.
+            releaseFreedMemory();
+          }
         });
       },
     },

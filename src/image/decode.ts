@@ -1,10 +1,9 @@
 // Stage 1: upload bytes -> RGB pixels, as PIL's Image.open + convert('RGB') gives them; bad input refused from its header.
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
 import { Jimp } from 'jimp';
 import sharp, { type OutputInfo } from 'sharp';
 import { ServiceError } from '../errors';
+import { collectGarbage, LARGE_IMAGE_BYTES } from '../memory';
 import { checkPixelLimit, corrupt, formatOf, readImageHeader, type ImageFormat, type ImageHeader } from './header';
 import { nativeBackend as native, type Tf } from '../runtime';
 
@@ -43,16 +42,12 @@ export async function decodeImage(tf: Tf, bytes: Uint8Array, opts: DecodeOptions
   const stored = await DECODERS[header.format](tf, bytes, header, opts);
   // libvips and jimp hand over their pixels as JS bytes, which TensorFlow copies; V8 frees them only when it
   // collects, which for a large image may come after preprocessing has allocated as much again.
-  if (header.width * header.height * 3 >= COLLECT_BYTES) collect();
+  if (header.width * header.height * 3 >= LARGE_IMAGE_BYTES) await collectGarbage();
   const pixels = opts.honourExif && header.orientation !== 1 ? orient(tf, stored, header.orientation) : stored;
   const [height, width] = pixels.shape;
   return { pixels, format: header.format, width, height };
 }
 
-/** Decoded images of this many bytes or more are collected at once (see decodeImage). */
-const COLLECT_BYTES = 32 * 2 ** 20;
-v8.setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
 
 type Decoder = (tf: Tf, bytes: Uint8Array, header: ImageHeader, opts: DecodeOptions) => Tensor3D | Promise<Tensor3D>;
 

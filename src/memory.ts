@@ -1,0 +1,41 @@
+// Giving memory back after large images: V8 collects the JS buffers a decoder handed over, and glibc returns the
+// free pages inside its arenas (dist/native/memory.node, built by `make build`; docs/runtime.md, "Memory").
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { runInNewContext } from 'node:vm';
+import v8 from 'node:v8';
+
+/**
+ * dist/native/memory.node. This module runs either compiled (dist/src/) or from the sources through tsx (src/);
+ * both find the same file.
+ */
+const up = path.resolve(__dirname, '..');
+export const MEMORY_ADDON = path.basename(up) === 'dist' ? path.join(up, 'native', 'memory.node') : path.join(up, 'dist', 'native', 'memory.node');
+
+/** Decoded images of this many RGB bytes or more are followed by a collection and a trim (decode.ts, pipeline.ts). */
+export const LARGE_IMAGE_BYTES = 32 * 2 ** 20;
+
+let addon: { trim(): boolean } | null | undefined;
+
+/** Why pages freed inside the allocator stay resident, or null when they can be given back. */
+export function memoryAddonMissing(): string | null {
+  return existsSync(MEMORY_ADDON) ? null : `${MEMORY_ADDON} is missing (\`make build\` compiles it)`;
+}
+
+/** Hands the allocator's free pages back to the system (malloc_trim); false when there was none or no addon. */
+export function releaseFreedMemory(): boolean {
+  if (addon === undefined) addon = memoryAddonMissing() === null ? (require(MEMORY_ADDON) as { trim(): boolean }) : null;
+  return addon?.trim() ?? false;
+}
+
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/**
+ * A full collection, then a turn of the event loop: Node frees the native memory of buffers found dead (libvips'
+ * output, jimp's bitmap) in an immediate after the collection, not during it.
+ */
+export async function collectGarbage(): Promise<void> {
+  gc();
+  await new Promise((resolve) => setImmediate(resolve));
+}
