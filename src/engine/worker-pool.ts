@@ -8,7 +8,7 @@ import 'sharp';
 import { describe, ServiceError } from '../errors';
 import { ownArrayBuffer, tooSlow } from '../image/decode';
 import type { Logger } from '../logger';
-import { releaseFreedMemory } from '../memory';
+import { leavesMemoryBehind, releaseFreedMemory } from '../memory';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
 import { readModelFolder, writeSessionModel, type ModelMetadata } from './model';
@@ -218,6 +218,8 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   // Predictions not yet settled, so that close() can wait for them.
   let pending = 0;
   let drained: (() => void) | undefined;
+  // An image answered since the workers were last idle left much memory free in the allocator.
+  let releaseWanted = false;
   return {
     metadata: folder.metadata,
     workers: workers.length,
@@ -229,15 +231,23 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
         pending += 1;
         const job = { bytes, topk };
         submitted.set(job, performance.now());
-        return batcher.submit(job, opts.signal).finally(() => {
-          pending -= 1;
-          if (pending === 0) {
+        return batcher
+          .submit(job, opts.signal)
+          .then((result) => {
+            releaseWanted ||= leavesMemoryBehind(result.source);
+            return result;
+          })
+          .finally(() => {
+            pending -= 1;
+            if (pending > 0) return;
             drained?.();
-            // Every worker is idle: what the last images freed goes back to the system (memory.ts). Under load
-            // this never runs, so busy workers keep reusing that memory instead of faulting it in again.
-            releaseFreedMemory();
-          }
-        });
+            // Every worker is idle: what a large image's decode and resize freed goes back to the system
+            // (memory.ts). Not after ordinary photos: the next request would fault the same pages in again.
+            if (releaseWanted) {
+              releaseWanted = false;
+              releaseFreedMemory();
+            }
+          });
       },
     },
     async close() {

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { memoryAddonMissing } from '../../src/memory';
+import { leavesMemoryBehind, memoryAddonMissing } from '../../src/memory';
 import { serveMallocEnv } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
@@ -22,6 +22,14 @@ function child<T>(body: string): T {
 
 test('the addon is built (make build)', () => {
   assert.is(memoryAddonMissing(), null);
+});
+
+test('memory is given back after large images and libvips decodes, not after ordinary photos', () => {
+  assert.is(leavesMemoryBehind({ format: 'jpeg', width: 1024, height: 683 }), false);
+  assert.is(leavesMemoryBehind({ format: 'png', width: 3264, height: 2448 }), false, '24 MB decoded: under 32 MiB');
+  assert.is(leavesMemoryBehind({ format: 'jpeg', width: 4000, height: 3000 }), true, '36 MB decoded');
+  assert.is(leavesMemoryBehind({ format: 'tiff', width: 1, height: 30000 }), true);
+  assert.is(leavesMemoryBehind({ format: 'webp', width: 64, height: 64 }), true);
 });
 
 test('releaseFreedMemory gives back the pages of buffers freed between live ones', () => {
