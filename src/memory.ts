@@ -15,14 +15,6 @@ export const MEMORY_ADDON = path.basename(up) === 'dist' ? path.join(up, 'native
 /** Decoded images of this many RGB bytes or more are followed by a collection and a trim (decode.ts, pipeline.ts). */
 export const LARGE_IMAGE_BYTES = 32 * 2 ** 20;
 
-/**
- * Whether decoding and resizing this image left enough free in the allocator to give back: a large image, or one
- * that libvips decoded (TIFF, WebP), whose buffers and tables can be large for few pixels.
- */
-export function leavesMemoryBehind(source: { format: string; width: number; height: number }): boolean {
-  return source.width * source.height * 3 >= LARGE_IMAGE_BYTES || source.format === 'tiff' || source.format === 'webp';
-}
-
 let addon: { trim(): boolean } | null | undefined;
 
 /** Why pages freed inside the allocator stay resident, or null when they can be given back. */

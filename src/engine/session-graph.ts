@@ -1,6 +1,7 @@
 // The converted TF.js graph model as one TensorFlow graph: model.json and its weights become a GraphDef in a
-// SavedModel (saved-model.ts), its large weights as variables, which TensorFlow runs as one session call per batch. TensorFlow then sees the whole
-// graph: Grappler fuses and prunes it and picks its own kernels, instead of tfjs's one op at a time.
+// SavedModel (saved-model.ts), its large weights as variables, which TensorFlow runs as one session call per
+// batch. TensorFlow then sees the whole graph: Grappler fuses and prunes it and picks its own kernels, instead of
+// tfjs's one op at a time.
 //
 // tfjs graph models use a few op forms TensorFlow's own op registry lacks or spells differently: _FusedConv2D
 // without TArgs (added here), tfjs's FusedDepthwiseConv2dNative (written out as depthwise convolution,

@@ -40,7 +40,7 @@ export async function openSession(tf: Tf, dir: string): Promise<SavedModel> {
     if (index.length > 0) {
       const data = readFileSync(path.join(dir, VARIABLES_DATA));
       // A Float32Array view needs a 4-byte aligned start; Node may hand back a file's bytes at any offset.
-      const buffer = data.byteOffset % 4 === 0 ? data : Buffer.from(data);
+      const buffer = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
       const feeds: Record<string, Tensor> = {};
       try {
         for (const { name, shape, offset, bytes } of index) {

@@ -6,9 +6,9 @@ import { Worker } from 'node:worker_threads';
 // libvips (sharp) stays loaded for the life of the process: unloading it when a worker thread exits can crash.
 import 'sharp';
 import { describe, ServiceError } from '../errors';
-import { ownArrayBuffer, tooSlow } from '../image/decode';
+import { leavesMemoryBehind, ownArrayBuffer, tooSlow } from '../image/decode';
 import type { Logger } from '../logger';
-import { leavesMemoryBehind, releaseFreedMemory } from '../memory';
+import { releaseFreedMemory } from '../memory';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
 import { readModelFolder, writeSessionModel, type ModelMetadata } from './model';

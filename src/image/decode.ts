@@ -119,10 +119,21 @@ async function viaJimp(tf: Tf, bytes: Uint8Array, format: ImageFormat): Promise<
   return uint8Image(tf, rgbaToRgb(bitmap.data), bitmap.height, bitmap.width);
 }
 
+/** The formats libvips decodes (viaSharp); TensorFlow and jimp decode the others. */
+const VIA_LIBVIPS: ReadonlySet<ImageFormat> = new Set(['tiff', 'webp']);
+
 /** Whether the decoder of this upload enforces the decode budget itself (libvips does; TensorFlow and jimp do not). */
 export function decoderTimesItself(bytes: Uint8Array): boolean {
   const format = formatOf(bytes);
-  return format === 'tiff' || format === 'webp';
+  return format !== undefined && VIA_LIBVIPS.has(format);
+}
+
+/**
+ * Whether decoding and resizing this image left enough free in the allocator to be worth giving back
+ * (memory.ts): a large image, or one that libvips decoded, whose buffers and tables can be large for few pixels.
+ */
+export function leavesMemoryBehind(source: { format: string; width: number; height: number }): boolean {
+  return source.width * source.height * 3 >= LARGE_IMAGE_BYTES || VIA_LIBVIPS.has(source.format as ImageFormat);
 }
 
 /**

@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { leavesMemoryBehind, memoryAddonMissing } from '../../src/memory';
+import { leavesMemoryBehind } from '../../src/image/decode';
+import { memoryAddonMissing } from '../../src/memory';
 import { serveMallocEnv } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
