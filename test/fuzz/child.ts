@@ -57,11 +57,18 @@ async function replay(target: Target<unknown>, file: string): Promise<TargetRepo
 
 async function fuzz(target: Target<unknown>, budgetMs: number): Promise<TargetReport> {
   let execs = 0;
+  // fast-check's time limit abandons a run still awaiting; it must settle before the next target counts tensors.
+  const running = new Set<Promise<unknown>>();
   const run = (value: unknown) => {
     const input = target.input(value);
     record(input);
     execs++;
-    return target.check(value, input);
+    const result = target.check(value, input);
+    if (result instanceof Promise) {
+      running.add(result);
+      void result.then(() => running.delete(result), () => running.delete(result));
+    }
+    return result;
   };
   const property: fc.IRawProperty<[unknown]> = target.async
     ? fc.asyncProperty(target.arbitrary, async (v) => run(v))
@@ -74,6 +81,7 @@ async function fuzz(target: Target<unknown>, budgetMs: number): Promise<TargetRe
     plugins: [fc.interruptAfterTimeLimit(budgetMs), ...(target.async ? [fc.timeout(ASYNC_TIMEOUT_MS)] : [])],
     ...(options.path === undefined ? {} : { path: options.path, endOnFailure: true }),
   });
+  await Promise.allSettled(running);
   const seconds = (performance.now() - started) / 1000;
   const findings: FindingReport[] = [];
   if (details.failed) {
