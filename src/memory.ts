@@ -4,15 +4,14 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { runInNewContext } from 'node:vm';
 import v8 from 'node:v8';
+import { DIST_DIR } from './dist';
+
+export const MEMORY_ADDON = path.join(DIST_DIR, 'native', 'memory.node');
 
 /**
- * dist/native/memory.node. This module runs either compiled (dist/src/) or from the sources through tsx (src/);
- * both find the same file.
+ * Decoded images of this many RGB bytes or more are collected after decoding, and trimmed after once the engine is
+ * idle (decode.ts: decodeImage, leavesMemoryBehind).
  */
-const up = path.resolve(__dirname, '..');
-export const MEMORY_ADDON = path.basename(up) === 'dist' ? path.join(up, 'native', 'memory.node') : path.join(up, 'dist', 'native', 'memory.node');
-
-/** Decoded images of this many RGB bytes or more are followed by a collection and a trim (decode.ts, pipeline.ts). */
 export const LARGE_IMAGE_BYTES = 32 * 2 ** 20;
 
 let addon: { trim(): boolean } | null | undefined;

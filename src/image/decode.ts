@@ -48,7 +48,6 @@ export async function decodeImage(tf: Tf, bytes: Uint8Array, opts: DecodeOptions
   return { pixels, format: header.format, width, height };
 }
 
-
 type Decoder = (tf: Tf, bytes: Uint8Array, header: ImageHeader, opts: DecodeOptions) => Tensor3D | Promise<Tensor3D>;
 
 const DECODERS: Record<ImageFormat, Decoder> = {

@@ -4,11 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=$root/dist/native/memory.node
-nodedir=${NODEDIR:-$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")}
-if [[ ! -f $nodedir/include/node/node_api.h ]]; then
-  echo "Node's headers are not in $nodedir/include/node; set NODEDIR to the prefix that holds include/node" >&2
-  exit 1
-fi
+source "$root/tools/native/node-headers.sh"
 cc=${CC:-cc}
 command -v "$cc" >/dev/null || { echo "no C compiler ($cc): install gcc (Debian: apt-get install gcc), or set CC" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"

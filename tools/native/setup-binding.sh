@@ -115,12 +115,7 @@ ln -s libtensorflow_cc.so.2 "$staging/lib/libtensorflow.so.2.9.1"
 rm -rf "$pkg_dir/deps"
 mv "$staging" "$pkg_dir/deps"
 
-nodedir=${NODEDIR:-$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")}
-if [[ ! -f $nodedir/include/node/node_api.h ]]; then
-  echo "Node's headers are not in $nodedir/include/node; set NODEDIR to the prefix that holds include/node" \
-       "(node-gyp must not download them)" >&2
-  exit 1
-fi
+source "$root/tools/native/node-headers.sh"
 node_gyp=${NODE_GYP:-$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js}
 [[ -f $node_gyp ]] || { echo "node-gyp not found at $node_gyp (npm bundles it); set NODE_GYP to its bin/node-gyp.js" >&2; exit 1; }
 

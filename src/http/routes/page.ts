@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Middleware } from 'koa';
+import { DIST_DIR } from '../../dist';
 import { ServiceError } from '../../errors';
 
 /** URL path -> file under the page's folder, and its Content-Type. */
@@ -23,12 +24,8 @@ export const PAGE_PATHS: readonly string[] = Object.keys(FILES);
 export const CONTENT_SECURITY_POLICY =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/**
- * dist/web/, where the build puts the page. This module runs either compiled (dist/src/http/routes/) or from the
- * sources through tsx (src/http/routes/); both find the same folder.
- */
-const up = path.resolve(__dirname, '../../..');
-export const WEB_DIR = path.basename(up) === 'dist' ? path.join(up, 'web') : path.join(up, 'dist', 'web');
+/** dist/web/, where the build puts the page. */
+export const WEB_DIR = path.join(DIST_DIR, 'web');
 
 interface Asset {
   body: Buffer;
