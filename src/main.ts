@@ -15,6 +15,7 @@ import { AuthConfigError, createAuthenticator, type Authenticator } from './http
 import { healthInfo, runtimeHealth, type HealthInfo } from './http/routes/health';
 import type { Ready } from './http/state';
 import { createLogger, type Logger } from './logger';
+import { resampleAddonMissing } from './image/pil-resize';
 import { memoryAddonMissing } from './memory';
 import { prepareRuntime, type RuntimePlan } from './runtime';
 
@@ -59,6 +60,11 @@ async function main(): Promise<number> {
   } catch (err) {
     // Device and setup problems (no GPU, addon not built) carry their fix in the message.
     logger.error(`startup failed: ${(err as Error).message}`);
+    return 1;
+  }
+  const noResize = resampleAddonMissing();
+  if (noResize) {
+    logger.error(`startup failed: ${noResize}`);
     return 1;
   }
 

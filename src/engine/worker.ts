@@ -20,8 +20,9 @@ async function start(setup: WorkerSetup): Promise<Stages> {
   // The pool set TensorFlow's thread and oneDNN variables in the process environment before starting workers.
   const { tf, info } = loadRuntime({ device: setup.device });
   const model = await Model.fromSession(tf, setup.metadata, setup.modelDir, setup.sessionDir);
+  const stages = createStages(tf, model, { maxPixels: setup.maxPixels, honourExif: setup.honourExif, decodeTimeoutMs: setup.decodeTimeoutMs });
   post({ type: 'ready', runtime: info });
-  return createStages(tf, model, { maxPixels: setup.maxPixels, honourExif: setup.honourExif, decodeTimeoutMs: setup.decodeTimeoutMs });
+  return stages;
 }
 
 start(workerData as WorkerSetup).then(

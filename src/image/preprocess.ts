@@ -1,6 +1,6 @@
 // Stage 2: RGB pixels -> the model's input, torchvision's Resize((H, W)) + ToTensor + Normalize(mean, std) in tf ops.
 import type { Tensor3D } from '@tensorflow/tfjs-node';
-import { resizeBilinearPil, resizeWeights, type ResizeWeights } from './pil-resize';
+import { registerResampleOp, resizeBilinearPil, resizeWeights, type ResizeWeights } from './pil-resize';
 import type { Tf } from '../runtime';
 
 export interface PreprocessOptions {
@@ -18,6 +18,7 @@ export interface PreprocessOptions {
  * Returns a function from RGB pixels int32 `[h, w, 3]` (0..255, any size) to the normalised float32 NHWC image
  * `[height, width, 3]`: ((PIL-bilinear-resized / 255) - mean) / std. The result is a new tensor; the input is not
  * disposed. Resize weights are computed once per source size and kept as plain arrays (no tensors are cached).
+ * @throws Error when the resize op's addon is not built
  */
 export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Tensor3D) => Tensor3D {
   const { height, width, mean, std } = opts;
@@ -27,6 +28,8 @@ export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Te
   if (mean.length !== 3 || std.length !== 3 || std.some((s) => !(s > 0))) {
     throw new RangeError(`mean and std need 3 values each, std positive; got mean [${mean}] std [${std}]`);
   }
+  // Now, not at the first image: a missing addon stops a worker at startup.
+  registerResampleOp();
   const cache = new LruCache<string, ResizeWeights>(opts.cacheBytes ?? 64 * 2 ** 20);
   const weightsFor = (srcHeight: number, srcWidth: number): ResizeWeights => {
     const key = `${srcHeight}x${srcWidth}`;

@@ -1,7 +1,10 @@
-// Pillow-exact bilinear resize: the tf-op implementation against Pillow itself on awkward synthetic sizes, bit for bit.
+// Pillow-exact bilinear resize: the PilResample op against Pillow itself on awkward synthetic sizes, bit for bit.
+import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bilinearCoefficients, passPrecision, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/image/pil-resize';
+import type { Tensor3D } from '@tensorflow/tfjs-node';
+import { bilinearTaps, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/image/pil-resize';
+import { nativeBackend, readOut } from '../../src/runtime';
 import { tf } from '../helpers/runtime';
 import { pillowResize, type ResizeCase } from './reference';
 
@@ -39,88 +42,90 @@ const CASES: ResizeCase[] = [
   makeCase('to-1x1', [17, 23], [1, 1]),
   // Constant 255: the integer weights of a row may sum past 2^22, so this exercises the clip to 255.
   makeCase('white-clip', [333, 517], [64, 64], 255),
-  // Downscales by 100000: no float32 split is exact, so these passes multiply in int32.
+  // Downscales by 100000: 200001 taps per output sample.
   makeCase('int32-wide', [3, 100_000], [3, 1]),
   makeCase('int32-tall', [100_000, 2], [1, 2]),
 ];
 
-test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR)', () => {
+test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR), from int32 and from uint8 pixels', () => {
   const expected = pillowResize(CASES);
   const before = tf.memory().numTensors;
+  const raw = nativeBackend(tf);
   for (const c of CASES) {
     const [h, w] = c.shape;
     const [height, width] = c.size;
-    const input = tf.tensor3d(Int32Array.from(c.pixels), [h, w, 3], 'int32');
-    const output = resizeBilinearPil(tf, input, resizeWeights(h, w, height, width));
-    assert.equal(output.shape, [height, width, 3], c.name);
-    assert.is(output.dtype, 'int32', c.name);
-    const actual = output.dataSync();
     const reference = expected.get(c.name)!;
-    const firstDiff = reference.findIndex((v, i) => v !== actual[i]);
-    assert.is(firstDiff, -1, `${c.name}: first difference at flat index ${firstDiff}: ${actual[firstDiff]} vs Pillow ${reference[firstDiff]}`);
-    input.dispose();
-    output.dispose();
-  }
-  assert.is(tf.memory().numTensors, before, 'no tensor leaked');
-});
-
-test('each pass picks float32 parts where exact, int32 beyond; every column grouping gives the same bits', () => {
-  assert.is(resizeWeights(683, 1024, 64, 64).columns!.precision.dtype, 'float32');
-  assert.is(resizeWeights(683, 1024, 64, 64).rows!.precision.dtype, 'float32');
-  assert.is(resizeWeights(3, 100_000, 3, 1).columns!.precision.dtype, 'int32');
-  assert.is(resizeWeights(100_000, 2, 1, 2).rows!.precision.dtype, 'int32');
-  const expected = pillowResize(CASES);
-  const before = tf.memory().numTensors;
-  for (const [name, groupings] of [['photo-1024x683', [1, 2, 64]], ['factor-47', [1, 64]], ['odd-upscale-224', [7, 224]], ['int32-wide', [1]]] as const) {
-    const c = CASES.find((k) => k.name === name)!;
-    const [h, w] = c.shape;
-    const input = tf.tensor3d(Int32Array.from(c.pixels), [h, w, 3], 'int32');
-    for (const groups of groupings) {
-      const weights = resizeWeights(h, w, c.size[0], c.size[1], groups);
-      assert.is(weights.columns!.groups.length, groups);
-      const output = resizeBilinearPil(tf, input, weights);
-      const actual = output.dataSync();
+    const asInt32 = tf.tensor3d(Int32Array.from(c.pixels), [h, w, 3], 'int32');
+    // Stored as uint8 like the decoders' pixels (decode.ts uint8Image).
+    const asUint8 = raw.createOutputTensor({ id: raw.binding.createTensor([h, w, 3], raw.binding.TF_UINT8, c.pixels), shape: [h, w, 3], dtype: raw.binding.TF_UINT8 });
+    for (const [kind, input] of [['int32', asInt32], ['uint8', asUint8]] as const) {
+      const output = resizeBilinearPil(tf, input, resizeWeights(h, w, height, width));
+      assert.equal(output.shape, [height, width, 3], c.name);
+      const actual = readOut<Int32Array>(tf, () => output.toInt());
       output.dispose();
-      const firstDiff = expected.get(name)!.findIndex((v, i) => v !== actual[i]);
-      assert.is(firstDiff, -1, `${name} in ${groups} column groups: first difference at flat index ${firstDiff}`);
+      const firstDiff = reference.findIndex((v, i) => v !== actual[i]);
+      assert.is(firstDiff, -1, `${c.name} from ${kind}: first difference at flat index ${firstDiff}: ${actual[firstDiff]} vs Pillow ${reference[firstDiff]}`);
+      input.dispose();
     }
-    input.dispose();
   }
   assert.is(tf.memory().numTensors, before, 'no tensor leaked');
-  assert.throws(() => resizeWeights(683, 1024, 64, 64, 3), (e: unknown) => e instanceof RangeError && /divide the width 64, got 3/.test(e.message));
 });
 
-test('passPrecision: float32 parts of at most 11 significant bits (TF32-exact) whose row sums x 255 stay below 2^24', () => {
-  for (const [inSize, outSize, partCount] of [[1024, 64, 2], [7, 64, 2], [3264, 64, 3], [4000, 2, 4], [100_000, 1, 1]]) {
-    const matrix = bilinearCoefficients(inSize, outSize);
-    const { dtype, lowBits } = passPrecision(matrix, inSize, outSize);
-    assert.is(dtype, partCount === 1 ? 'int32' : 'float32', `${inSize}->${outSize}`);
-    assert.is(lowBits.length, partCount, `${inSize}->${outSize} parts`);
-    if (dtype === 'int32') continue;
-    for (let row = 0; row < outSize; row++) {
-      const sums = lowBits.map(() => 0);
-      for (const w of matrix.subarray(row * inSize, (row + 1) * inSize)) {
-        let rest = w;
-        lowBits.forEach((low, p) => {
-          const units = Math.floor(rest / 2 ** low); // this part, in units of its lowest bit
-          rest -= units * 2 ** low;
-          let significant = units;
-          while (significant > 0 && significant % 2 === 0) significant /= 2;
-          assert.ok(significant < 2 ** 11, `${inSize}->${outSize}: weight ${w} part ${p} has ${units}`);
-          sums[p] += units;
-        });
-        assert.is(rest, 0);
+test('PilResample refuses taps that read outside the image, naming them (a TensorFlow error, not a crash)', () => {
+  const raw = nativeBackend(tf);
+  const pixels = tf.tidy(() => raw.executeSingleOutput('Cast', [{ name: 'DstT', type: raw.binding.TF_ATTR_TYPE, value: raw.binding.TF_UINT8 }], [tf.zeros([4, 5, 3], 'int32')]));
+  resizeBilinearPil(tf, tf.zeros([1, 1, 3], 'int32') as Tensor3D, resizeWeights(1, 1, 2, 2)).dispose(); // registers the op
+  const ok = bilinearTaps(4, 2);
+  const run = (x: { bounds: number[]; weights: number[]; taps: number }) => tf.tidy(() =>
+    raw.executeSingleOutput('PilResample', [], [pixels, tf.tensor2d(x.bounds, [x.bounds.length / 2, 2], 'int32'), tf.tensor2d(x.weights, [x.bounds.length / 2, x.taps], 'int32'),
+      tf.tensor2d(ok.bounds, [2, 2], 'int32'), tf.tensor2d(ok.weights, [2, ok.taps], 'int32')]));
+  assert.throws(() => run({ bounds: [3, 3], weights: [1, 1, 1], taps: 3 }), (e: unknown) => /output 0 reads \[3, 6\) of 5 samples/.test(String(e)));
+  assert.throws(() => run({ bounds: [0, 4], weights: [1, 1, 1], taps: 3 }), (e: unknown) => /output 0 reads \[0, 4\) of 5 samples with 3 taps/.test(String(e)));
+  assert.throws(() => tf.tidy(() => raw.executeSingleOutput('PilResample', [], [tf.zeros([4, 5, 3], 'float32'), ...[0, 0, 0, 0].map(() => tf.zeros([1, 2], 'int32'))])),
+    (e: unknown) => /expected to be a uint8 tensor/.test(String(e)));
+  pixels.dispose();
+});
+
+test('the op outlives the worker thread that registered it: a later worker in the process resizes alike', () => {
+  // In a fresh process, so that only the workers load the addon: when the first ends, Node unloads what it loaded.
+  const worker = [
+    "require('tsx/cjs');",
+    "const { parentPort } = require('node:worker_threads');",
+    `const { loadRuntime, readOut } = require(${JSON.stringify(require.resolve('../../src/runtime'))});`,
+    `const r = require(${JSON.stringify(require.resolve('../../src/image/pil-resize'))});`,
+    "const { tf } = loadRuntime({ device: 'cpu' });",
+    "const pixels = tf.tensor3d(Array.from({ length: 300 }, (_, i) => (i * 7) % 256), [10, 10, 3], 'int32');",
+    'parentPort.postMessage(Array.from(readOut(tf, () => r.resizeBilinearPil(tf, pixels, r.resizeWeights(10, 10, 3, 4)).toInt())));',
+  ].join('\n');
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    (async () => {
+      const answers = [];
+      for (let i = 0; i < 2; i++) {
+        const thread = new Worker(process.env.WORKER_CODE, { eval: true });
+        answers.push(await new Promise((resolve, reject) => thread.once('message', resolve).once('error', reject)));
+        await thread.terminate();
       }
-      assert.ok(Math.max(...sums) * 255 < 2 ** 24, `${inSize}->${outSize} row ${row}: part sums ${sums}`);
-    }
-  }
+      console.log(JSON.stringify(answers));
+    })();`;
+  const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WORKER_CODE: worker } });
+  const [first, second] = JSON.parse(out) as number[][];
+  assert.is(first.length, 36);
+  assert.equal(second, first);
 });
 
-test('coefficients: non-negative rows summing to 2^22 within the rounding of each tap', () => {
+test('taps: Pillow\'s bounds, and non-negative weights summing to 2^22 within the rounding of each tap', () => {
+  // 1024 -> 64: scale 16, support 16; output 0 is centred on 8 and reads [0, 24); output 63 on 1016, [1000, 1024).
+  const photo = bilinearTaps(1024, 64);
+  assert.equal([photo.bounds[0], photo.bounds[1], photo.bounds[126], photo.bounds[127]], [0, 24, 1000, 24]);
+  assert.is(photo.taps, 33);
   for (const [inSize, outSize] of [[4000, 64], [5, 64], [1, 64], [64, 1], [97, 13]]) {
-    const matrix = bilinearCoefficients(inSize, outSize);
+    const { bounds, weights, taps: width } = bilinearTaps(inSize, outSize);
     for (let row = 0; row < outSize; row++) {
-      const taps = matrix.subarray(row * inSize, (row + 1) * inSize);
+      const [first, count] = [bounds[2 * row], bounds[2 * row + 1]];
+      assert.ok(first >= 0 && count >= 1 && count <= width && first + count <= inSize, `${inSize}->${outSize} row ${row} reads [${first}, ${first + count})`);
+      const taps = weights.subarray(row * width, (row + 1) * width);
+      assert.ok(taps.subarray(count).every((v) => v === 0), `${inSize}->${outSize} row ${row}: padding is zero`);
       const nonZero = taps.filter((v) => v !== 0).length;
       const sum = taps.reduce((a, b) => a + b, 0);
       assert.ok(taps.every((v) => v >= 0), `${inSize}->${outSize} row ${row} has a negative tap`);
@@ -130,7 +135,7 @@ test('coefficients: non-negative rows summing to 2^22 within the rounding of eac
 });
 
 test('bad sizes and mismatched pixels are programming errors (RangeError)', () => {
-  assert.throws(() => bilinearCoefficients(0, 64), (e: unknown) => e instanceof RangeError && /0 -> 64/.test(e.message));
+  assert.throws(() => bilinearTaps(0, 64), (e: unknown) => e instanceof RangeError && /0 -> 64/.test(e.message));
   const pixels = tf.zeros([4, 4, 3], 'int32') as import('@tensorflow/tfjs-node').Tensor3D;
   assert.throws(() => resizeBilinearPil(tf, pixels, resizeWeights(5, 4, 2, 2)),
     (e: unknown) => e instanceof RangeError && /\[5, 4, 3\].*\[4, 4, 3\]/.test(e.message));

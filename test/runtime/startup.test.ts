@@ -70,17 +70,25 @@ test("'auto' without a CUDA device loads the CPU binding only", () => {
   assert.equal(out.bindingModulesLoaded, [HAS_NVIDIA ? 'gpu' : 'cpu']);
 });
 
-test('the GPU binding, running on the CPU, predicts what the CPU binding predicts', async () => {
-  interface GpuRun { backend: string; tfVersion: string; onGpu: boolean; logits: number[] }
+test('the GPU binding, running on the CPU, predicts what the CPU binding predicts and resizes alike', async () => {
+  interface GpuRun { backend: string; tfVersion: string; onGpu: boolean; logits: number[]; resized: number[] }
+  // The PilResample op registers into whichever TensorFlow the process has loaded: the same resize in both.
+  const resize = `
+    const pixels = tf.tensor3d(Array.from({ length: 20 * 30 * 3 }, (_, i) => (i * 37) % 256), [20, 30, 3], 'int32');
+    const resized = Array.from(readOut(tf, () => resizeBilinearPil(tf, pixels, resizeWeights(20, 30, 7, 9)).toInt()));
+    pixels.dispose();`;
   // Required directly: loadRuntime rightly refuses the GPU binding where no CUDA device exists.
   const gpu = inChild<GpuRun>(`
     const tf = require('@tensorflow/tfjs-node-gpu');
     const { INPUT_SHAPE, seeded, tinyGraphModel } = require('./test/helpers/tiny-graph-model');
+    const { readOut } = require('./src/runtime');
+    const { resizeBilinearPil, resizeWeights } = require('./src/image/pil-resize');
+    ${resize}
     tf.loadGraphModel(tf.io.fromMemory(tinyGraphModel())).then((model) => {
       const out = model.execute({ input: tf.tensor4d(seeded(4 * 16 * 16 * 3, 42, 2), [4, ...INPUT_SHAPE]) }, 'logits');
       const b = tf.backend();
       console.log(JSON.stringify({ backend: tf.getBackend(), tfVersion: b.binding.TF_Version, onGpu: b.isUsingGpuDevice,
-        logits: Array.from(out.dataSync()) }));
+        logits: Array.from(out.dataSync()), resized }));
     });`);
   assert.is(gpu.backend, 'tensorflow');
   assert.is(gpu.tfVersion, info.tfVersion);
@@ -100,6 +108,14 @@ test('the GPU binding, running on the CPU, predicts what the CPU binding predict
     maxRef = Math.max(maxRef, Math.abs(v));
   });
   assert.ok(maxDiff <= 1e-5 * maxRef, `max abs diff ${maxDiff} exceeds 1e-5 x max |logit| ${maxRef}`);
+  const cpuResized = inChild<{ resized: number[] }>(`
+    const { tf } = require('./src/runtime').loadRuntime({ device: 'cpu' });
+    const { readOut } = require('./src/runtime');
+    const { resizeBilinearPil, resizeWeights } = require('./src/image/pil-resize');
+    ${resize}
+    console.log(JSON.stringify({ resized }));`);
+  assert.is(gpu.resized.length, 7 * 9 * 3);
+  assert.equal(gpu.resized, cpuResized.resized);
 });
 
 // How many OS threads each setting starts is measured by bench/runtime-threads.ts, not asserted here.

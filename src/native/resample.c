@@ -1,0 +1,316 @@
+// The TensorFlow op PilResample: Pillow's two-pass fixed-point resampling of an 8-bit image (Image.resize's
+// ImagingResample for 8-bit bands), as a CPU kernel registered into the TensorFlow the binding has loaded.
+//
+// Inputs: RGB images [H, W, 3] (uint8); for each axis the taps of every output sample, as
+// bounds [out, 2] (first source sample, count) and weights [out, K] (int32 with PRECISION_BITS fractional bits,
+// computed by src/image/pil-resize.ts). Output: uint8 [OH, OW, 3]. Like Pillow: the horizontal pass runs first, each
+// pass accumulates in int32 from half a unit and keeps (sum >> PRECISION_BITS) clipped to 0..255, and an axis whose
+// size does not change is not resampled.
+//
+// TensorFlow's C kernel API is looked up at run time in the libtensorflow_framework.so.2 this process has already
+// loaded (the CPU or the GPU binding's), so one build serves both bindings and links against neither. The
+// declarations below are the subset of TensorFlow's stable C API (tensorflow/c/kernels.h, ops.h, tf_status.h,
+// tf_tensor.h) that the kernel uses; the opaque types stay opaque.
+#include <dlfcn.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OP_NAME "PilResample"
+#define PRECISION_BITS 22
+
+typedef struct TF_Status TF_Status;
+typedef struct TF_Tensor TF_Tensor;
+typedef struct TF_OpKernelContext TF_OpKernelContext;
+typedef struct TF_OpKernelConstruction TF_OpKernelConstruction;
+typedef struct TF_KernelBuilder TF_KernelBuilder;
+typedef struct TF_OpDefinitionBuilder TF_OpDefinitionBuilder;
+typedef struct TF_ShapeInferenceContext TF_ShapeInferenceContext;
+typedef struct TF_Graph TF_Graph;
+typedef struct TF_Buffer TF_Buffer;
+
+enum { TF_INT32 = 3, TF_UINT8 = 4 };
+enum { TF_OK = 0, TF_INVALID_ARGUMENT = 3 };
+
+static struct {
+  TF_Status *(*NewStatus)(void);
+  void (*DeleteStatus)(TF_Status *);
+  int (*GetCode)(const TF_Status *);
+  const char *(*Message)(const TF_Status *);
+  void (*SetStatus)(TF_Status *, int, const char *);
+  void (*GetInput)(TF_OpKernelContext *, int, TF_Tensor **, TF_Status *);
+  TF_Tensor *(*AllocateOutput)(TF_OpKernelContext *, int, int, const int64_t *, int, size_t, TF_Status *);
+  void (*Failure)(TF_OpKernelContext *, TF_Status *);
+  int (*TensorType)(const TF_Tensor *);
+  int (*NumDims)(const TF_Tensor *);
+  int64_t (*Dim)(const TF_Tensor *, int);
+  void *(*TensorData)(const TF_Tensor *);
+  void (*DeleteTensor)(TF_Tensor *);
+  TF_KernelBuilder *(*NewKernelBuilder)(const char *, const char *, void *(*)(TF_OpKernelConstruction *),
+                                        void (*)(void *, TF_OpKernelContext *), void (*)(void *));
+  void (*RegisterKernelBuilder)(const char *, TF_KernelBuilder *, TF_Status *);
+  TF_OpDefinitionBuilder *(*NewOpDefinitionBuilder)(const char *);
+  void (*AddInput)(TF_OpDefinitionBuilder *, const char *);
+  void (*AddOutput)(TF_OpDefinitionBuilder *, const char *);
+  void (*SetShapeInferenceFunction)(TF_OpDefinitionBuilder *, void (*)(TF_ShapeInferenceContext *, TF_Status *));
+  void (*SetUnknownShape)(TF_ShapeInferenceContext *, TF_Status *);
+  void (*RegisterOpDefinition)(TF_OpDefinitionBuilder *, TF_Status *);
+  TF_Buffer *(*NewBuffer)(void);
+  void (*DeleteBuffer)(TF_Buffer *);
+  TF_Graph *(*NewGraph)(void);
+  void (*DeleteGraph)(TF_Graph *);
+  void (*GraphGetOpDef)(TF_Graph *, const char *, TF_Buffer *, TF_Status *);
+} tf;
+
+// Taps of one axis: output o reads `count` source samples from `first`, weighted by weights[o * taps ...].
+typedef struct {
+  int64_t out_size;
+  int64_t taps;
+  const int32_t *bounds;
+  const int32_t *weights;
+} Axis;
+
+static inline uint8_t clip8(int32_t sum) {
+  int32_t value = sum >> PRECISION_BITS;
+  return value < 0 ? 0 : value > 255 ? 255 : (uint8_t)value;
+}
+
+// Each output pixel sums its taps for the three channels at once, as Pillow does: one read of each source pixel.
+static void horizontal(const uint8_t *in, int64_t height, int64_t width, const Axis *x, uint8_t *out) {
+  for (int64_t row = 0; row < height; row++) {
+    const uint8_t *line = in + row * width * 3;
+    uint8_t *target = out + row * x->out_size * 3;
+    for (int64_t o = 0; o < x->out_size; o++) {
+      const int32_t first = x->bounds[2 * o], count = x->bounds[2 * o + 1];
+      const int32_t *w = x->weights + o * x->taps;
+      const uint8_t *p = line + first * 3;
+      int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
+      for (int32_t k = 0; k < count; k++) {
+        r += (int32_t)p[3 * k] * w[k];
+        g += (int32_t)p[3 * k + 1] * w[k];
+        b += (int32_t)p[3 * k + 2] * w[k];
+      }
+      target[3 * o] = clip8(r);
+      target[3 * o + 1] = clip8(g);
+      target[3 * o + 2] = clip8(b);
+    }
+  }
+}
+
+// Row by row of the output, accumulating whole source rows: contiguous, so the compiler vectorises it.
+static void vertical(const uint8_t *in, int64_t row_size, const Axis *y, int32_t *sums, uint8_t *out) {
+  for (int64_t o = 0; o < y->out_size; o++) {
+    const int32_t first = y->bounds[2 * o], count = y->bounds[2 * o + 1];
+    const int32_t *w = y->weights + o * y->taps;
+    for (int64_t i = 0; i < row_size; i++) sums[i] = 1 << (PRECISION_BITS - 1);
+    for (int32_t k = 0; k < count; k++) {
+      const uint8_t *row = in + (first + k) * row_size;
+      const int32_t weight = w[k];
+      for (int64_t i = 0; i < row_size; i++) sums[i] += (int32_t)row[i] * weight;
+    }
+    for (int64_t i = 0; i < row_size; i++) out[o * row_size + i] = clip8(sums[i]);
+  }
+}
+
+static void fail(TF_OpKernelContext *ctx, TF_Status *status, int code, const char *message) {
+  tf.SetStatus(status, code, message);
+  tf.Failure(ctx, status);
+}
+
+// Reads one axis's taps from inputs `index` (bounds) and `index + 1` (weights) and checks them against `in_size`.
+static int read_axis(TF_OpKernelContext *ctx, int index, int64_t in_size, TF_Tensor **held, Axis *axis,
+                     TF_Status *status, char *why, size_t why_size) {
+  tf.GetInput(ctx, index, &held[0], status);
+  if (tf.GetCode(status) != TF_OK) return 0;
+  tf.GetInput(ctx, index + 1, &held[1], status);
+  if (tf.GetCode(status) != TF_OK) return 0;
+  TF_Tensor *bounds = held[0], *weights = held[1];
+  if (tf.TensorType(bounds) != TF_INT32 || tf.NumDims(bounds) != 2 || tf.Dim(bounds, 1) != 2 ||
+      tf.TensorType(weights) != TF_INT32 || tf.NumDims(weights) != 2 || tf.Dim(weights, 0) != tf.Dim(bounds, 0)) {
+    snprintf(why, why_size, "taps of input %d: bounds must be int32 [out, 2] and weights int32 [out, taps]", index);
+    return 0;
+  }
+  axis->out_size = tf.Dim(bounds, 0);
+  axis->taps = tf.Dim(weights, 1);
+  axis->bounds = tf.TensorData(bounds);
+  axis->weights = tf.TensorData(weights);
+  if (axis->out_size < 1) {
+    snprintf(why, why_size, "taps of input %d: no output samples", index);
+    return 0;
+  }
+  for (int64_t o = 0; o < axis->out_size; o++) {
+    const int64_t first = axis->bounds[2 * o], count = axis->bounds[2 * o + 1];
+    if (first < 0 || count < 1 || count > axis->taps || first + count > in_size) {
+      snprintf(why, why_size, "taps of input %d: output %lld reads [%lld, %lld) of %lld samples with %lld taps",
+               index, (long long)o, (long long)first, (long long)(first + count), (long long)in_size,
+               (long long)axis->taps);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void compute(void *kernel, TF_OpKernelContext *ctx) {
+  (void)kernel;
+  TF_Status *status = tf.NewStatus();
+  TF_Tensor *held[6] = {NULL};
+  uint8_t *owned = NULL;
+  int32_t *sums = NULL;
+  char why[256] = "";
+  tf.GetInput(ctx, 0, &held[0], status);
+  if (tf.GetCode(status) != TF_OK) goto done;
+  TF_Tensor *images = held[0];
+  if (tf.TensorType(images) != TF_UINT8 || tf.NumDims(images) != 3 || tf.Dim(images, 2) != 3) {
+    snprintf(why, sizeof why, "images must be uint8 [height, width, 3]");
+    goto done;
+  }
+  const int64_t height = tf.Dim(images, 0), width = tf.Dim(images, 1), channels = 3;
+  Axis x, y;
+  if (!read_axis(ctx, 1, width, held + 1, &x, status, why, sizeof why) ||
+      !read_axis(ctx, 3, height, held + 3, &y, status, why, sizeof why)) {
+    goto done;
+  }
+  const int64_t dims[3] = {y.out_size, x.out_size, channels};
+  TF_Tensor *output = tf.AllocateOutput(ctx, 0, TF_UINT8, dims, 3, (size_t)(y.out_size * x.out_size * channels), status);
+  if (tf.GetCode(status) != TF_OK) goto done;
+  held[5] = output;
+  uint8_t *out = tf.TensorData(output);
+  const void *source = tf.TensorData(images);
+  const int resize_x = x.out_size != width, resize_y = y.out_size != height;
+  const int64_t row_size = x.out_size * channels;
+  // The horizontal pass writes straight to the output when the height stays, else to a buffer between the passes.
+  const uint8_t *between = source;
+  if (resize_x || !resize_y) {
+    uint8_t *target = out;
+    if (resize_y && (target = owned = malloc((size_t)(height * row_size))) == NULL) goto no_memory;
+    if (resize_x) horizontal(source, height, width, &x, target);
+    else memcpy(target, source, (size_t)(height * row_size));
+    between = target;
+  }
+  if (resize_y) {
+    if ((sums = malloc((size_t)row_size * sizeof *sums)) == NULL) goto no_memory;
+    vertical(between, row_size, &y, sums, out);
+  }
+  goto done;
+no_memory:
+  snprintf(why, sizeof why, "out of memory between the passes");
+done:
+  free(owned);
+  free(sums);
+  if (why[0] != '\0') fail(ctx, status, TF_INVALID_ARGUMENT, why);
+  else if (tf.GetCode(status) != TF_OK) tf.Failure(ctx, status);
+  for (int i = 0; i < 6; i++) {
+    if (held[i] != NULL) tf.DeleteTensor(held[i]);
+  }
+  tf.DeleteStatus(status);
+}
+
+static void *create(TF_OpKernelConstruction *ctx) {
+  (void)ctx;
+  return NULL;
+}
+
+static void destroy(void *kernel) { (void)kernel; }
+
+static void unknown_shape(TF_ShapeInferenceContext *ctx, TF_Status *status) { tf.SetUnknownShape(ctx, status); }
+
+// Set once per library by register_op; read by every Node environment (the main thread and each worker). The library
+// is linked with -z nodelete: TensorFlow keeps pointers to its kernel, so it must outlive the worker that loaded it.
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static char failure[512];
+
+#define LOOKUP(lib, field, symbol)                                                                              \
+  if ((*(void **)&tf.field = dlsym(lib, symbol)) == NULL) {                                                     \
+    snprintf(failure, sizeof failure, "TensorFlow's C API lacks %s", symbol);                                   \
+    return;                                                                                                     \
+  }
+
+// Whether the op is in TensorFlow's registry already (a second copy of this file, loaded from another path, put it
+// there): registering a name twice aborts the process.
+static int already_registered(TF_Status *status) {
+  TF_Graph *graph = tf.NewGraph();
+  TF_Buffer *def = tf.NewBuffer();
+  tf.GraphGetOpDef(graph, OP_NAME, def, status);
+  const int found = tf.GetCode(status) == TF_OK;
+  tf.DeleteBuffer(def);
+  tf.DeleteGraph(graph);
+  tf.SetStatus(status, TF_OK, "");
+  return found;
+}
+
+static void register_op(void) {
+  // RTLD_NOLOAD: only the TensorFlow a binding has already loaded; the sonames name it whatever its path.
+  void *framework = dlopen("libtensorflow_framework.so.2", RTLD_NOW | RTLD_NOLOAD);
+  void *api = dlopen("libtensorflow_cc.so.2", RTLD_NOW | RTLD_NOLOAD);
+  if (framework == NULL || api == NULL) {
+    snprintf(failure, sizeof failure, "TensorFlow is not loaded in this process: load the binding first");
+    return;
+  }
+  LOOKUP(framework, NewStatus, "TF_NewStatus")
+  LOOKUP(framework, DeleteStatus, "TF_DeleteStatus")
+  LOOKUP(framework, GetCode, "TF_GetCode")
+  LOOKUP(framework, Message, "TF_Message")
+  LOOKUP(framework, SetStatus, "TF_SetStatus")
+  LOOKUP(framework, GetInput, "TF_GetInput")
+  LOOKUP(framework, AllocateOutput, "TF_AllocateOutput")
+  LOOKUP(framework, Failure, "TF_OpKernelContext_Failure")
+  LOOKUP(framework, TensorType, "TF_TensorType")
+  LOOKUP(framework, NumDims, "TF_NumDims")
+  LOOKUP(framework, Dim, "TF_Dim")
+  LOOKUP(framework, TensorData, "TF_TensorData")
+  LOOKUP(framework, DeleteTensor, "TF_DeleteTensor")
+  LOOKUP(framework, NewKernelBuilder, "TF_NewKernelBuilder")
+  LOOKUP(framework, RegisterKernelBuilder, "TF_RegisterKernelBuilder")
+  LOOKUP(framework, NewOpDefinitionBuilder, "TF_NewOpDefinitionBuilder")
+  LOOKUP(framework, AddInput, "TF_OpDefinitionBuilderAddInput")
+  LOOKUP(framework, AddOutput, "TF_OpDefinitionBuilderAddOutput")
+  LOOKUP(framework, SetShapeInferenceFunction, "TF_OpDefinitionBuilderSetShapeInferenceFunction")
+  LOOKUP(framework, SetUnknownShape, "TF_ShapeInferenceContextSetUnknownShape")
+  LOOKUP(framework, RegisterOpDefinition, "TF_RegisterOpDefinition")
+  LOOKUP(framework, NewBuffer, "TF_NewBuffer")
+  LOOKUP(framework, DeleteBuffer, "TF_DeleteBuffer")
+  LOOKUP(api, NewGraph, "TF_NewGraph")
+  LOOKUP(api, DeleteGraph, "TF_DeleteGraph")
+  LOOKUP(api, GraphGetOpDef, "TF_GraphGetOpDef")
+
+  TF_Status *status = tf.NewStatus();
+  if (!already_registered(status)) {
+    TF_OpDefinitionBuilder *op = tf.NewOpDefinitionBuilder(OP_NAME);
+    tf.AddInput(op, "images: uint8");
+    tf.AddInput(op, "x_bounds: int32");
+    tf.AddInput(op, "x_weights: int32");
+    tf.AddInput(op, "y_bounds: int32");
+    tf.AddInput(op, "y_weights: int32");
+    tf.AddOutput(op, "resized: uint8");
+    tf.SetShapeInferenceFunction(op, unknown_shape);
+    tf.RegisterOpDefinition(op, status);
+    if (tf.GetCode(status) == TF_OK) {
+      tf.RegisterKernelBuilder(OP_NAME "Cpu", tf.NewKernelBuilder(OP_NAME, "CPU", create, compute, destroy), status);
+    }
+    if (tf.GetCode(status) != TF_OK) snprintf(failure, sizeof failure, "registering %s failed: %s", OP_NAME, tf.Message(status));
+  }
+  tf.DeleteStatus(status);
+}
+
+// register(): makes the op available to this process's TensorFlow (once) and returns its name.
+static napi_value Register(napi_env env, napi_callback_info info) {
+  (void)info;
+  pthread_once(&once, register_op);
+  if (failure[0] != '\0') {
+    napi_throw_error(env, NULL, failure);
+    return NULL;
+  }
+  napi_value name;
+  napi_create_string_utf8(env, OP_NAME, NAPI_AUTO_LENGTH, &name);
+  return name;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  if (napi_create_function(env, "register", NAPI_AUTO_LENGTH, Register, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "register", fn) != napi_ok) return NULL;
+  return exports;
+}
