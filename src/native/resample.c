@@ -78,24 +78,60 @@ static inline uint8_t clip8(int32_t sum) {
   return value < 0 ? 0 : value > 255 ? 255 : (uint8_t)value;
 }
 
-// Each output pixel sums its taps for the three channels at once, as Pillow does: one read of each source pixel.
-static void horizontal(const uint8_t *in, int64_t height, int64_t width, const Axis *x, uint8_t *out) {
+// One output pixel of the horizontal pass: its three channels summed over its taps, as Pillow does.
+static inline void taps_scalar(const uint8_t *p, const int32_t *w, int32_t count, int32_t sums[3]) {
+  for (int c = 0; c < 3; c++) sums[c] = 1 << (PRECISION_BITS - 1);
+  for (int32_t k = 0; k < count; k++) {
+    for (int c = 0; c < 3; c++) sums[c] += (int32_t)p[3 * k + c] * w[k];
+  }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+// The same sums in the lanes of one SSE4.1 vector: R, G, B and the next pixel's R (never read), four bytes a tap.
+__attribute__((target("sse4.1"))) static inline void taps_sse41(const uint8_t *p, const int32_t *w, int32_t count,
+                                                                 int32_t sums[3]) {
+  __m128i sum = _mm_set1_epi32(1 << (PRECISION_BITS - 1));
+  for (int32_t k = 0; k < count; k++) {
+    int32_t bytes;
+    memcpy(&bytes, p + 3 * k, sizeof bytes);
+    sum = _mm_add_epi32(sum, _mm_mullo_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(bytes)), _mm_set1_epi32(w[k])));
+  }
+  sums[0] = _mm_cvtsi128_si32(sum);
+  sums[1] = _mm_extract_epi32(sum, 1);
+  sums[2] = _mm_extract_epi32(sum, 2);
+}
+
+__attribute__((target("sse4.1"))) static void horizontal_sse41(const uint8_t *in, int64_t height, int64_t width,
+                                                                const Axis *x, uint8_t *out) {
+  const uint8_t *end = in + height * width * 3;
   for (int64_t row = 0; row < height; row++) {
-    const uint8_t *line = in + row * width * 3;
-    uint8_t *target = out + row * x->out_size * 3;
     for (int64_t o = 0; o < x->out_size; o++) {
       const int32_t first = x->bounds[2 * o], count = x->bounds[2 * o + 1];
-      const int32_t *w = x->weights + o * x->taps;
-      const uint8_t *p = line + first * 3;
-      int32_t r = 1 << (PRECISION_BITS - 1), g = r, b = r;
-      for (int32_t k = 0; k < count; k++) {
-        r += (int32_t)p[3 * k] * w[k];
-        g += (int32_t)p[3 * k + 1] * w[k];
-        b += (int32_t)p[3 * k + 2] * w[k];
-      }
-      target[3 * o] = clip8(r);
-      target[3 * o + 1] = clip8(g);
-      target[3 * o + 2] = clip8(b);
+      const uint8_t *p = in + (row * width + first) * 3;
+      int32_t sums[3];
+      // The image's last pixel has no byte after it: the output that reads it sums in scalars.
+      if (p + 3 * count < end) taps_sse41(p, x->weights + o * x->taps, count, sums);
+      else taps_scalar(p, x->weights + o * x->taps, count, sums);
+      for (int c = 0; c < 3; c++) out[(row * x->out_size + o) * 3 + c] = clip8(sums[c]);
+    }
+  }
+}
+#endif
+
+static void horizontal(const uint8_t *in, int64_t height, int64_t width, const Axis *x, uint8_t *out) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("sse4.1")) {
+    horizontal_sse41(in, height, width, x, out);
+    return;
+  }
+#endif
+  for (int64_t row = 0; row < height; row++) {
+    for (int64_t o = 0; o < x->out_size; o++) {
+      const int32_t first = x->bounds[2 * o], count = x->bounds[2 * o + 1];
+      int32_t sums[3];
+      taps_scalar(in + (row * width + first) * 3, x->weights + o * x->taps, count, sums);
+      for (int c = 0; c < 3; c++) out[(row * x->out_size + o) * 3 + c] = clip8(sums[c]);
     }
   }
 }
