@@ -78,7 +78,8 @@ setup-gpu: setup
 	PYTHON=$(PYTHON) tools/native/setup-binding.sh gpu
 
 # The server (dist/src/), the web page it serves at / (src/web/, its own tsconfig for the browser -> dist/web/) and
-# its small native addon (src/native/memory.c -> dist/native/, compiled with Node's headers).
+# its two small native addons (src/native/*.c -> dist/native/, compiled with Node's headers): the resize op and
+# malloc_trim.
 build: $(STAMPS)/npm $(STAMPS)/native-tools
 	npm run --silent build
 

@@ -33,7 +33,7 @@ typedef struct TF_Graph TF_Graph;
 typedef struct TF_Buffer TF_Buffer;
 
 enum { TF_INT32 = 3, TF_UINT8 = 4 };
-enum { TF_OK = 0, TF_INVALID_ARGUMENT = 3 };
+enum { TF_OK = 0, TF_INVALID_ARGUMENT = 3, TF_RESOURCE_EXHAUSTED = 8 };
 
 static struct {
   TF_Status *(*NewStatus)(void);
@@ -151,11 +151,6 @@ static void vertical(const uint8_t *in, int64_t row_size, const Axis *y, int32_t
   }
 }
 
-static void fail(TF_OpKernelContext *ctx, TF_Status *status, int code, const char *message) {
-  tf.SetStatus(status, code, message);
-  tf.Failure(ctx, status);
-}
-
 // Reads one axis's taps from inputs `index` (bounds) and `index + 1` (weights) and checks them against `in_size`.
 static int read_axis(TF_OpKernelContext *ctx, int index, int64_t in_size, TF_Tensor **held, Axis *axis,
                      TF_Status *status, char *why, size_t why_size) {
@@ -196,6 +191,7 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
   uint8_t *owned = NULL;
   int32_t *sums = NULL;
   char why[256] = "";
+  int code = TF_INVALID_ARGUMENT;
   tf.GetInput(ctx, 0, &held[0], status);
   if (tf.GetCode(status) != TF_OK) goto done;
   TF_Tensor *images = held[0];
@@ -232,12 +228,13 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
   }
   goto done;
 no_memory:
+  code = TF_RESOURCE_EXHAUSTED;
   snprintf(why, sizeof why, "out of memory between the passes");
 done:
   free(owned);
   free(sums);
-  if (why[0] != '\0') fail(ctx, status, TF_INVALID_ARGUMENT, why);
-  else if (tf.GetCode(status) != TF_OK) tf.Failure(ctx, status);
+  if (why[0] != '\0') tf.SetStatus(status, code, why);
+  if (tf.GetCode(status) != TF_OK) tf.Failure(ctx, status);
   for (int i = 0; i < 6; i++) {
     if (held[i] != NULL) tf.DeleteTensor(held[i]);
   }

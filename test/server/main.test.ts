@@ -1,6 +1,6 @@
 // The server process (src/main.ts): startup errors, and SIGTERM finishing every accepted request before exit 0.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -165,6 +165,17 @@ test('a missing model is a startup error naming the file and make convert', asyn
   const server = start(['--port', '0', '--model-dir', dir]);
   assert.is(await server.exited, 1);
   assert.match(server.output(), `startup failed: Cannot read ${path.join(dir, 'metadata.json')} (ENOENT). Run \`make convert\``);
+});
+
+test('a build without the resize op\'s C addon is a startup error naming it and make build', async () => {
+  // The compiled server in a folder of its own, whose dist/ lacks native/.
+  const root = tempDir('no-addon');
+  cpSync(path.join(ROOT, 'dist/src'), path.join(root, 'dist/src'), { recursive: true });
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(root, 'node_modules'));
+  const { dir } = writeTinyModel(tempDir('main-model'));
+  const server = spawnLogging(process.execPath, [path.join(root, 'dist/src/main.js'), '--port', '0', '--model-dir', dir]);
+  assert.is(await server.exited, 1);
+  assert.match(server.output(), `startup failed: ${path.join(root, 'dist/native/resample.node')} is missing: \`make build\` compiles it`);
 });
 
 test('a bad option exits 2 with the usage; a port in use exits 1 saying so', async () => {
