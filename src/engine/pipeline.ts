@@ -122,7 +122,7 @@ export async function runBatch(
 }
 
 /** A pipeline that runs its batches in this thread (tests, scripts); the server's workers call runBatch directly. */
-export function createPipeline(stages: Stages, batching: BatcherOptions = { maxBatch: 32, maxDelayMs: 0 }): Pipeline {
+export function createPipeline(stages: Stages, batching: BatcherOptions = { maxBatch: 16, maxDelayMs: 0 }): Pipeline {
   const batcher = new Batcher<PredictJob, PipelineResult>([(jobs) => runBatch(stages, jobs)], batching);
   return {
     numClasses: stages.model.numClasses,

@@ -39,7 +39,7 @@ test('defaults: port 5012 on localhost, model_tfjs, auto device, top-3', () => {
     interOpThreads: undefined,
     workers: 1,
     threads: undefined,
-    maxBatch: 32,
+    maxBatch: 16,
     maxBatchDelayMs: 0,
     requestTimeoutMs: 30_000,
     maxInFlight: 128,
