@@ -53,7 +53,8 @@ FROM ${NODE_IMAGE} AS runtime
 # A numeric user, so that Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --home-dir /app --shell /usr/sbin/nologin app
 WORKDIR /app
-# Allocator settings of `make serve` (SERVE_MALLOC_ENV): memory returns to the system after large images.
+# Allocator settings of `make serve` (SERVE_MALLOC_ENV): memory returns to the system after large images. Its node
+# flags (SERVE_NODE_FLAGS) are in CMD.
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=5012 \
@@ -74,4 +75,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["nod
 # The server drains on SIGTERM (SHUTDOWN_DRAIN_MS), then lets held requests finish (SHUTDOWN_GRACE_MS); stop with a
 # timeout above both (`podman stop -t 40`, `docker stop -t 40`).
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/src/main.js"]
+CMD ["node", "--initial-old-space-size=128", "dist/src/main.js"]

@@ -113,10 +113,13 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKP
 # glibc maps buffers of 32 MiB and more on their own (a decoded 36-megapixel image goes back at once) and keeps one
 # arena for every thread, so what one thread frees another reuses (docs/runtime.md, "Memory").
 SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432
+# V8 starts each heap's old generation at 128 MiB: the service's heaps hold about 20 MiB alive, and below that start
+# V8 marks them almost without pause under load (docs/runtime.md, "Garbage collection"). Not settable in NODE_OPTIONS.
+SERVE_NODE_FLAGS := --initial-old-space-size=128
 
 serve: setup build
 	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi
-	MODEL_DIR='$(MODEL_DIR)' $(SERVE_MALLOC_ENV) node dist/src/main.js
+	MODEL_DIR='$(MODEL_DIR)' $(SERVE_MALLOC_ENV) node $(SERVE_NODE_FLAGS) dist/src/main.js
 
 # The test command README gives: type-check (the server, the page and its browser tests each with their own
 # libraries), then every uvu suite on the native backend. Tests that serve the page build it first (`build:web`).

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { readdirSync } from 'node:fs';
 import { closedLoop, loadUploads, summarize, type LoadSample } from './load';
 import { freePort, ServerProcess, machineBusySeconds } from './server-process';
+import { serveMallocEnv, serveNodeFlags } from '../test/helpers/process';
 
 const ROOT = path.resolve(__dirname, '..');
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
@@ -20,8 +21,8 @@ async function main() {
       const base = new URL(`http://127.0.0.1:${port}`);
       const server = ServerProcess.start({
         command: process.execPath,
-        args: [path.join(ROOT, 'dist/src/main.js'), '--port', String(port), '--model-dir', path.join(ROOT, '.cache/bench/model_tfjs'), '--device', 'cpu', '--log-level', 'warn', ...SETUPS[name as 'A' | 'B']],
-        env: { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '33554432' },
+        args: [...serveNodeFlags(), path.join(ROOT, 'dist/src/main.js'), '--port', String(port), '--model-dir', path.join(ROOT, '.cache/bench/model_tfjs'), '--device', 'cpu', '--log-level', 'warn', ...SETUPS[name as 'A' | 'B']],
+        env: serveMallocEnv(),
         logFile: path.join(ROOT, `.cache/bench/logs/processes-${name}-${round}.log`),
       });
       try {

@@ -10,7 +10,7 @@ import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload 
 import type { HealthInfo } from '../src/http/routes/health';
 import { renderPlot } from './plot';
 import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
-import { serveMallocEnv } from '../test/helpers/process';
+import { serveMallocEnv, serveNodeFlags } from '../test/helpers/process';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -151,7 +151,7 @@ function contenders(opts: Options, exported: ExportInfo, checkpoint: string, log
       title: 'ours (tfjs-node)',
       spec: (port) => ({
         command: process.execPath,
-        args: [mustExist(path.join(ROOT, 'dist/src/main.js'), 'run `make build` first'), '--port', String(port),
+        args: [...serveNodeFlags(), mustExist(path.join(ROOT, 'dist/src/main.js'), 'run `make build` first'), '--port', String(port),
           '--host', '127.0.0.1', '--model-dir', opts.modelDir, '--device', 'cpu'],
         // As `make serve` starts it.
         env: serveMallocEnv(),

@@ -5,6 +5,7 @@ import { readdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads } from './load';
 import { freePort, ServerProcess } from './server-process';
+import { serveMallocEnv, serveNodeFlags } from '../test/helpers/process';
 
 const ROOT = path.resolve(__dirname, '..');
 const USAGE = 'usage: npx tsx bench/soak.ts --model-dir <dir> [--requests 100000] [--concurrency 32] [--samples 20]';
@@ -21,7 +22,8 @@ async function main(): Promise<number> {
   const base = new URL(`http://127.0.0.1:${port}`);
   const server = ServerProcess.start({
     command: process.execPath,
-    args: [path.join(ROOT, 'dist/src/main.js'), '--port', String(port), '--model-dir', modelDir, '--device', 'cpu', '--log-level', 'warn'],
+    args: [...serveNodeFlags(), path.join(ROOT, 'dist/src/main.js'), '--port', String(port), '--model-dir', modelDir, '--device', 'cpu', '--log-level', 'warn'],
+    env: serveMallocEnv(),
     logFile: path.join(ROOT, '.cache/bench/soak.log'),
   });
   try {

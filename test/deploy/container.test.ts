@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../bench/server-process';
 import { postImage, request } from '../helpers/app';
-import { serveMallocEnv, spawnLogging } from '../helpers/process';
+import { serveMallocEnv, serveNodeFlags, spawnLogging } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
 const PHOTO = readFileSync(path.join(ROOT, 'test/fixtures/images/p29-marigold.jpg'));
@@ -134,12 +134,13 @@ maybe('make image builds the image (or reuses its cached layers) with its runtim
   assert.is(build.code, 0, `make image exited ${build.code}:\n${build.output.slice(-8000)}`);
   const [image] = JSON.parse(await podmanOk('image', 'inspect', VARS.IMAGE)) as {
     Size: number;
-    Config: { User: string; Env: string[]; ExposedPorts: Record<string, unknown>; StopSignal: string };
+    Config: { User: string; Env: string[]; Cmd: string[]; ExposedPorts: Record<string, unknown>; StopSignal: string };
     Healthcheck?: { Test: string[] };
   }[];
   const env = image.Config.Env;
   assert.ok(env.includes('HOST=0.0.0.0'), `the image listens beyond loopback: ${env.join(' ')}`);
   for (const [name, value] of Object.entries(serveMallocEnv())) assert.ok(env.includes(`${name}=${value}`), `the image sets make serve's ${name}=${value}`);
+  assert.equal(image.Config.Cmd, ['node', ...serveNodeFlags(), 'dist/src/main.js'], "the image starts node with make serve's flags");
   assert.ok(`${CONTAINER_PORT}/tcp` in image.Config.ExposedPorts, 'EXPOSE 5012');
   assert.is(image.Config.StopSignal, 'SIGTERM');
   assert.is(image.Config.User, `${NON_ROOT_UID}:${NON_ROOT_UID}`);

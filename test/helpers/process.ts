@@ -73,8 +73,17 @@ export function spawnLogging(command: string, args: string[], options: SpawnOpti
  * benchmark that start it themselves: read from the Makefile so that they cannot drift apart.
  */
 export function serveMallocEnv(): Record<string, string> {
+  return Object.fromEntries(makefileWords('SERVE_MALLOC_ENV').map((pair) => pair.split('=') as [string, string]));
+}
+
+/** The flags `make serve` gives node (SERVE_NODE_FLAGS in the Makefile), read from it for the same reason. */
+export function serveNodeFlags(): string[] {
+  return makefileWords('SERVE_NODE_FLAGS');
+}
+
+function makefileWords(variable: string): string[] {
   const makefile = readFileSync(path.join(__dirname, '../../Makefile'), 'utf8');
-  const line = makefile.split('\n').find((l) => l.startsWith('SERVE_MALLOC_ENV :='));
-  if (!line) throw new Error('the Makefile no longer sets SERVE_MALLOC_ENV');
-  return Object.fromEntries(line.split(':=')[1].trim().split(/\s+/).map((pair) => pair.split('=') as [string, string]));
+  const line = makefile.split('\n').find((l) => l.startsWith(`${variable} :=`));
+  if (!line) throw new Error(`the Makefile no longer sets ${variable}`);
+  return line.split(':=')[1].trim().split(/\s+/);
 }
