@@ -8,7 +8,8 @@
 // bits (PRECISION_BITS = 32 - 8 - 2, rounding half away from zero); a pass accumulates in int32 from 2^21
 // (rounding) and keeps (sum >> 22) clipped to 0..255. Horizontal pass first, then vertical, each rounding to 8 bits.
 // The weights are computed here (once per source size, preprocess.ts caches them) and the op runs both passes in C:
-// as general tf ops (matrix products of float32 parts, exact below 2^24) the same resize cost 2-3 times as much.
+// as general tf ops (matrix products of float32 parts, exact below 2^24) the same resize cost five times as much
+// (docs/runtime.md, "Resizing").
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Tensor3D } from '@tensorflow/tfjs-node';

@@ -13,7 +13,8 @@ extra=$([[ $(uname -s) == Darwin ]] && echo "-undefined dynamic_lookup" || true)
 nodelete=$([[ $(uname -s) == Darwin ]] || echo "-Wl,-z,nodelete")
 for source in "$root"/src/native/*.c; do
   out=$root/dist/native/$(basename "$source" .c).node
-  # -O3: the resampling loops are vectorised (baseline x86-64 or arm64 instructions, so the build runs anywhere).
+  # Baseline instructions only, so the build runs on any x86-64 or arm64: -O3 vectorises the vertical pass, and the
+  # horizontal pass chooses its SSE4.1 code at run time.
   # -z nodelete: TensorFlow keeps pointers to resample.node's kernel after the worker that loaded it has ended.
   "$cc" -O3 -Wall -Werror -shared -fPIC -fvisibility=hidden $extra $nodelete -I"$nodedir/include/node" "$source" \
     -o "$out.tmp" -ldl -lpthread
