@@ -106,7 +106,7 @@ function assertSameAnswer(actual: Prediction[], expected: Prediction[], what: st
 /** The server on this machine, as `make serve` runs it. */
 async function hostAnswer(modelDir: string): Promise<Prediction[]> {
   const port = await freePort();
-  const server = spawnLogging(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts')], {
+  const server = spawnLogging(process.execPath, [...serveNodeFlags(), '-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts')], {
     cwd: ROOT,
     env: { ...process.env, ...serveMallocEnv(), MODEL_DIR: modelDir, PORT: String(port), DEVICE: 'cpu', TF_CPP_MIN_LOG_LEVEL: '2' },
   });

@@ -10,7 +10,7 @@ import { readImageHeader } from '../../src/image/header';
 import { postImage, request, tempDir, writeTinyModel } from '../helpers/app';
 import { image } from '../helpers/fixtures';
 import { hostileInputs, type HostileInput } from '../helpers/hostile';
-import { serveMallocEnv, spawnLogging, type LoggingProcess } from '../helpers/process';
+import { serveMallocEnv, serveNodeFlags, spawnLogging, type LoggingProcess } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
 const MiB = 2 ** 20;
@@ -38,7 +38,7 @@ let pid: number;
 
 test.before(async () => {
   const { dir } = writeTinyModel(tempDir('hostile-model'), { classes: 5, height: 64, width: 64 });
-  server = spawnLogging(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts'), '--device', 'cpu', '--port', '0', '--model-dir', dir], {
+  server = spawnLogging(process.execPath, [...serveNodeFlags(), '-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts'), '--device', 'cpu', '--port', '0', '--model-dir', dir], {
     cwd: ROOT,
     env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...serveMallocEnv() },
   });

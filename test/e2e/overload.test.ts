@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { convertedDemoModel, postImage } from '../helpers/app';
 import { IMAGES } from '../helpers/fixtures';
-import { serveMallocEnv, spawnLogging } from '../helpers/process';
+import { serveMallocEnv, serveNodeFlags, spawnLogging } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
 
@@ -20,7 +20,7 @@ const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(val
 
 test(`${CLIENTS} clients against --max-in-flight 16: 200 or a fast 503 overloaded, nothing else`, async () => {
   // A server process of its own, as deployed: the clients' event loop here must not delay its answers.
-  const process_ = spawnLogging(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts'), '--device', 'cpu', '--port', '0',
+  const process_ = spawnLogging(process.execPath, [...serveNodeFlags(), '-r', 'tsx/cjs', path.join(ROOT, 'src/main.ts'), '--device', 'cpu', '--port', '0',
     '--model-dir', convertedDemoModel(), '--max-in-flight', '16'], { cwd: ROOT, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '2', ...serveMallocEnv() } });
   try {
     const { url } = (await process_.logged('listening (model loading)')) as { url: string };

@@ -134,7 +134,9 @@ function parseMetrics(text: string): { types: Map<string, string>; samples: { na
     if (type) types.set(type[1], type[2]);
     else if (line.startsWith('# HELP ')) continue;
     else {
-      const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+      // NaN: prom-client writes "Nan" (the event loop's mean lag before any sample); Prometheus reads values with Go's
+      // ParseFloat, which takes either spelling.
+      const sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|Nan|\+Inf|-Inf)$/.exec(line);
       assert.ok(sample, `a well-formed sample line: ${line}`);
       samples.push({ name: sample[1], labels: sample[2] ?? '', value: Number(sample[3]) });
     }
