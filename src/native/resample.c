@@ -89,7 +89,7 @@ static inline void taps_scalar(const uint8_t *p, const int32_t *w, int32_t count
 #if defined(__x86_64__)
 #include <immintrin.h>
 // The same sums in the lanes of one SSE4.1 vector: R, G, B and the next pixel's R (never read), four bytes a tap.
-__attribute__((target("sse4.1"))) static inline void taps_sse41(const uint8_t *p, const int32_t *w, int32_t count,
+__attribute__((target("sse4.1"))) static void taps_sse41(const uint8_t *p, const int32_t *w, int32_t count,
                                                                  int32_t sums[3]) {
   __m128i sum = _mm_set1_epi32(1 << (PRECISION_BITS - 1));
   for (int32_t k = 0; k < count; k++) {
@@ -101,36 +101,24 @@ __attribute__((target("sse4.1"))) static inline void taps_sse41(const uint8_t *p
   sums[1] = _mm_extract_epi32(sum, 1);
   sums[2] = _mm_extract_epi32(sum, 2);
 }
-
-__attribute__((target("sse4.1"))) static void horizontal_sse41(const uint8_t *in, int64_t height, int64_t width,
-                                                                const Axis *x, uint8_t *out) {
-  const uint8_t *end = in + height * width * 3;
-  for (int64_t row = 0; row < height; row++) {
-    for (int64_t o = 0; o < x->out_size; o++) {
-      const int32_t first = x->bounds[2 * o], count = x->bounds[2 * o + 1];
-      const uint8_t *p = in + (row * width + first) * 3;
-      int32_t sums[3];
-      // The image's last pixel has no byte after it: the output that reads it sums in scalars.
-      if (p + 3 * count < end) taps_sse41(p, x->weights + o * x->taps, count, sums);
-      else taps_scalar(p, x->weights + o * x->taps, count, sums);
-      for (int c = 0; c < 3; c++) out[(row * x->out_size + o) * 3 + c] = clip8(sums[c]);
-    }
-  }
-}
 #endif
 
 static void horizontal(const uint8_t *in, int64_t height, int64_t width, const Axis *x, uint8_t *out) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("sse4.1")) {
-    horizontal_sse41(in, height, width, x, out);
-    return;
-  }
+  const int vector = __builtin_cpu_supports("sse4.1");
+#else
+  const int vector = 0;
 #endif
+  const uint8_t *end = in + height * width * 3;
   for (int64_t row = 0; row < height; row++) {
     for (int64_t o = 0; o < x->out_size; o++) {
       const int32_t first = x->bounds[2 * o], count = x->bounds[2 * o + 1];
+      const int32_t *w = x->weights + o * x->taps;
+      const uint8_t *p = in + (row * width + first) * 3;
       int32_t sums[3];
-      taps_scalar(in + (row * width + first) * 3, x->weights + o * x->taps, count, sums);
+      // The image's last pixel has no byte after it for the vector's fourth lane: its output sums in scalars.
+      if (vector && p + 3 * count < end) taps_sse41(p, w, count, sums);
+      else taps_scalar(p, w, count, sums);
       for (int c = 0; c < 3; c++) out[(row * x->out_size + o) * 3 + c] = clip8(sums[c]);
     }
   }

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
+import { uint8Image } from '../../src/image/decode';
 import { bilinearTaps, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/image/pil-resize';
 import { nativeBackend, readOut } from '../../src/runtime';
 import { tf } from '../helpers/runtime';
@@ -50,14 +51,13 @@ const CASES: ResizeCase[] = [
 test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR), from int32 and from uint8 pixels', () => {
   const expected = pillowResize(CASES);
   const before = tf.memory().numTensors;
-  const raw = nativeBackend(tf);
   for (const c of CASES) {
     const [h, w] = c.shape;
     const [height, width] = c.size;
     const reference = expected.get(c.name)!;
     const asInt32 = tf.tensor3d(Int32Array.from(c.pixels), [h, w, 3], 'int32');
-    // Stored as uint8 like the decoders' pixels (decode.ts uint8Image).
-    const asUint8 = raw.createOutputTensor({ id: raw.binding.createTensor([h, w, 3], raw.binding.TF_UINT8, c.pixels), shape: [h, w, 3], dtype: raw.binding.TF_UINT8 });
+    // Stored as uint8, as the decoders' pixels are.
+    const asUint8 = uint8Image(tf, c.pixels, h, w);
     for (const [kind, input] of [['int32', asInt32], ['uint8', asUint8]] as const) {
       const output = resizeBilinearPil(tf, input, resizeWeights(h, w, height, width));
       assert.equal(output.shape, [height, width, 3], c.name);
@@ -73,7 +73,7 @@ test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR), from 
 
 test('PilResample refuses taps that read outside the image, naming them (a TensorFlow error, not a crash)', () => {
   const raw = nativeBackend(tf);
-  const pixels = tf.tidy(() => raw.executeSingleOutput('Cast', [{ name: 'DstT', type: raw.binding.TF_ATTR_TYPE, value: raw.binding.TF_UINT8 }], [tf.zeros([4, 5, 3], 'int32')]));
+  const pixels = uint8Image(tf, new Uint8Array(4 * 5 * 3), 4, 5);
   resizeBilinearPil(tf, tf.zeros([1, 1, 3], 'int32') as Tensor3D, resizeWeights(1, 1, 2, 2)).dispose(); // registers the op
   const ok = bilinearTaps(4, 2);
   const run = (x: { bounds: number[]; weights: number[]; taps: number }) => tf.tidy(() =>
