@@ -12,7 +12,7 @@ IMAGE_SIZE ?= 64
 
 STAMPS := .cache/stamps
 
-.PHONY: setup setup-gpu deps-python build convert serve test page-screenshot fuzz bench soak clean
+.PHONY: setup setup-gpu deps-python build native convert serve test page-screenshot fuzz bench soak clean
 
 $(STAMPS):
 	mkdir -p $@
@@ -78,10 +78,14 @@ setup-gpu: setup
 	PYTHON=$(PYTHON) tools/native/setup-binding.sh gpu
 
 # The server (dist/src/), the web page it serves at / (src/web/, its own tsconfig for the browser -> dist/web/) and
-# its two small native addons (src/native/*.c -> dist/native/, compiled with Node's headers): the resize op and
-# malloc_trim.
+# its small native addons (src/native/*.c -> dist/native/, compiled with Node's headers): the resize and
+# convolution ops, and malloc_trim.
 build: $(STAMPS)/npm $(STAMPS)/native-tools
 	npm run --silent build
+
+# The native addons alone: the converter's parity gate runs the model as the server does, with the convolution op.
+native: $(STAMPS)/npm $(STAMPS)/native-tools
+	npm run --silent build:native
 
 # Conversion: checkpoint -> .cache/convert/{model.onnx, export.json, reference} -> MODEL_DIR (docs/architecture.md).
 # CLASS_TO_IDX=file.json maps class folders to indices for a cat_to_name.json LABELS; TRUST_CHECKPOINT=1 allows
@@ -100,7 +104,7 @@ endif
 $(DEMO_CHECKPOINT): tools/demo_checkpoint.py | $(STAMPS)/python
 	$(PYTHON) tools/demo_checkpoint.py --out $@
 
-convert: $(STAMPS)/python $(STAMPS)/npm setup $(if $(CONVERT_DEMO),$(DEMO_CHECKPOINT))
+convert: $(STAMPS)/python $(STAMPS)/npm setup native $(if $(CONVERT_DEMO),$(DEMO_CHECKPOINT))
 	$(PYTHON) tools/export_onnx.py --checkpoint '$(if $(CONVERT_DEMO),$(DEMO_CHECKPOINT),$(CHECKPOINT))' \
 	  --arch '$(ARCH)' --image-size '$(IMAGE_SIZE)' $(if $(LABELS),--labels '$(LABELS)') \
 	  $(if $(CLASS_TO_IDX),--class-to-idx '$(CLASS_TO_IDX)') $(if $(TRUST_CHECKPOINT),--trust-checkpoint) \

@@ -1,12 +1,13 @@
 // Ceiling of the benchmark: per-image decode, preprocess and inference cost outside any server; prints JSON (a Ceiling).
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { Tensor as TfTensor, Tensor4D } from '@tensorflow/tfjs-node';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { parseConfig } from '../src/config';
 import { decodeImage } from '../src/image/decode';
-import { Model } from '../src/engine/model';
+import { Model, readModelFolder, writeSessionModel } from '../src/engine/model';
+import { PANEL, runPackedConv } from '../src/engine/packed-conv';
 import { createPreprocessor } from '../src/image/preprocess';
 import { loadRuntime, readOut, type Tf } from '../src/runtime';
 import type { Ceiling, ModelOnly, Stage } from './report';
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
   const ceiling: Omit<Ceiling, 'otherCores'> = {
     backend:
       `${info.backend} on ${info.device}, TensorFlow ${info.tfVersion}, intra-op threads ${info.intraOpThreads}, ` +
-      `inter-op threads ${info.interOpThreads}, oneDNN ${info.oneDnn ? 'on' : 'off'}`,
+      `inter-op threads ${info.interOpThreads}, oneDNN ${info.oneDnn ? 'on' : 'off'}, convolutions ${info.convolutions}`,
     decode: meanStage(decode),
     preprocess: meanStage(preprocessing),
     infer,
@@ -115,17 +116,25 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(ceiling)}\n`);
 }
 
-/** One thread's FP32 rate on a 1024x1024 product through TensorFlow's own kernels, best of 8 warm runs. */
+/**
+ * One thread's FP32 rate on a 1024x1024 product, best of 8 warm runs, through the faster of TensorFlow's MatMul and
+ * our PackedConv2D (as a 1 x 1 convolution of 1024 pixels).
+ */
 function fp32Peak(tf: Tf): number {
   const size = 1024;
   const a = tf.randomNormal([size, size]);
+  const packed = tf.randomNormal([size / PANEL, size, PANEL]);
+  const bias = tf.zeros([size]);
+  const products = [() => tf.matMul(a, a), () => runPackedConv(tf, { kernel: [1, 1], padding: 'VALID' }, a, packed, bias)];
   let best = Infinity;
-  for (let i = 0; i < 10; i++) {
-    const start = process.hrtime.bigint();
-    readOut(tf, () => tf.matMul(a, a));
-    if (i >= 2) best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
+  for (const product of products) {
+    for (let i = 0; i < 10; i++) {
+      const start = process.hrtime.bigint();
+      readOut(tf, product);
+      if (i >= 2) best = Math.min(best, Number(process.hrtime.bigint() - start) / 1e9);
+    }
   }
-  a.dispose();
+  tf.dispose([a, packed, bias]);
   return (2 * size ** 3) / best / 1e9;
 }
 
@@ -136,8 +145,8 @@ function model0(dir: string) {
 
 /**
  * Milliseconds per image (best of repeats) at batch 1, 8 and 32 for each way to run the model, all on one thread
- * (as one engine worker runs it): tfjs's op-by-op GraphModel.execute, the server's session, onnxruntime-node. And
- * one thread's FP32 rate on a large matrix product.
+ * (as one engine worker runs it): tfjs's op-by-op GraphModel.execute, the server's session, the session with
+ * TensorFlow's convolutions, onnxruntime-node. And one thread's FP32 rate on a large matrix product.
  */
 async function modelPaths(tf: Tf, folder: ReturnType<typeof model0>, onnx: string, height: number, width: number, peakGflops: number): Promise<ModelOnly> {
   const batches = [1, 8, 32];
@@ -154,10 +163,17 @@ async function modelPaths(tf: Tf, folder: ReturnType<typeof model0>, onnx: strin
   const model = await Model.load(tf, folder.dir);
   const session = await perImage((n) => readOut(tf, () => model.predict(tf.tensor4d(inputs.get(n)!, [n, height, width, 3]) as Tensor4D)));
   model.dispose();
+  // The same session with TensorFlow's own convolutions (as on a GPU, or a CPU without vector kernels for ours).
+  const read = await readModelFolder(folder.dir);
+  const plainDir = writeSessionModel(read, { packedConvolutions: false });
+  const plain = await Model.fromSession(tf, read.metadata, folder.dir, plainDir);
+  rmSync(plainDir, { recursive: true, force: true });
+  const sessionTfConv = await perImage((n) => readOut(tf, () => plain.predict(tf.tensor4d(inputs.get(n)!, [n, height, width, 3]) as Tensor4D)));
+  plain.dispose();
   const ortSession = await InferenceSession.create(onnx, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const ort = await perImage((n) => ortSession.run({ [ortSession.inputNames[0]]: new Tensor('float32', inputs.get(n)!, [n, 3, height, width]) }));
   await ortSession.release();
-  return { eager, session, ort, peakGflops };
+  return { eager, session, sessionTfConv, ort, peakGflops };
 }
 
 main().then(

@@ -43,6 +43,8 @@ export interface Ceiling {
 export interface ModelOnly {
   eager: Record<string, number>;
   session: Record<string, number>;
+  /** The same session with TensorFlow's own convolutions instead of PackedConv2D. */
+  sessionTfConv?: Record<string, number>;
   ort: Record<string, number>;
   /** Added by run.ts from bench/model_costs.py. */
   torch?: Record<string, number>;
@@ -175,7 +177,8 @@ function modelSection(m: ModelOnly): string[] {
     '| path | bs 1 | bs 8 | bs 32 | onnxruntime ÷ this, bs 1 | bs 8 | bs 32 |',
     '|---|---:|---:|---:|---:|---:|---:|',
     row('tfjs GraphModel.execute (op by op)', m.eager),
-    row('**ours: one TensorFlow session per batch**', m.session),
+    row('**ours: one TensorFlow session per batch** (PackedConv2D)', m.session),
+    row('the same session with TensorFlow\'s own convolutions', m.sessionTfConv),
     row('onnxruntime-node, same ONNX export', m.ort),
     row('PyTorch (the original\'s framework), no_grad', m.torch),
   ];
@@ -184,7 +187,7 @@ function modelSection(m: ModelOnly): string[] {
     lines.push(
       '',
       `Compute limit: the graph has ${fixed(m.flops / 1e6, 0)} MFLOPs per image; one thread multiplies large float32 ` +
-        `matrices at ${fixed(m.peakGflops, 1)} GFLOP/s here (TensorFlow's own kernels), so the model cannot take less than ` +
+        `matrices at ${fixed(m.peakGflops, 1)} GFLOP/s here (the faster of TensorFlow's MatMul and PackedConv2D), so the model cannot take less than ` +
         `${fixed(m.flops / (m.peakGflops * 1e6), 2)} ms per image per core; the session reaches ` +
         `${fixed(m.flops / (best * 1e6), 1)} GFLOP/s (${fixed((100 * m.flops) / (best * 1e6) / m.peakGflops, 0)}% of that peak) at its best batch.`,
     );

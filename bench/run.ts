@@ -124,7 +124,7 @@ async function inspectOurs(base: URL, exported: ExportInfo): Promise<string> {
   const r = health.runtime;
   return (
     `ours, from its /health: ${r.binding}, backend ${r.backend} on ${r.device}, TensorFlow ${r.tensorflow}, ` +
-    `intra-op threads ${r.intra_op_threads}, inter-op threads ${r.inter_op_threads}, oneDNN ${r.onednn ? 'on' : 'off'}`
+    `intra-op threads ${r.intra_op_threads}, inter-op threads ${r.inter_op_threads}, oneDNN ${r.onednn ? 'on' : 'off'}, convolutions ${r.convolutions}`
   );
 }
 

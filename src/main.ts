@@ -15,9 +15,9 @@ import { AuthConfigError, createAuthenticator, type Authenticator } from './http
 import { healthInfo, runtimeHealth, type HealthInfo } from './http/routes/health';
 import type { Ready } from './http/state';
 import { createLogger, type Logger } from './logger';
-import { resampleAddonMissing } from './image/pil-resize';
 import { memoryAddonMissing } from './memory';
 import { prepareRuntime, type RuntimePlan } from './runtime';
+import { opAddonMissing } from './tf-ops';
 
 /** How far Node's request timeout stays behind the upload route's, which must answer first. */
 const NODE_TIMEOUT_MARGIN_MS = 5_000;
@@ -62,9 +62,9 @@ async function main(): Promise<number> {
     logger.error(`startup failed: ${(err as Error).message}`);
     return 1;
   }
-  const noResize = resampleAddonMissing();
-  if (noResize) {
-    logger.error(`startup failed: ${noResize}`);
+  const noAddon = opAddonMissing();
+  if (noAddon) {
+    logger.error(`startup failed: ${noAddon}`);
     return 1;
   }
 

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Tensor, Tensor3D } from '@tensorflow/tfjs-node';
 import type { NodeJSKernelBackend } from '@tensorflow/tfjs-node/dist/nodejs_kernel_backend';
+import { convolutionKernels } from './tf-ops';
 
 /** The tfjs-node namespace; tfjs-node-gpu exposes the same API. Import this type, never the package. */
 export type Tf = typeof import('@tensorflow/tfjs-node');
@@ -26,6 +27,11 @@ export interface RuntimeInfo {
   interOpThreads: number;
   /** Whether TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS; off unless set, see docs/runtime.md). */
   oneDnn: boolean;
+  /**
+   * What runs the model's convolutions: PackedConv2D's kernels ('avx512', 'avx2', 'portable' when CONV_KERNELS asks for
+   * it), or 'tensorflow' (a GPU, or a CPU without vector kernels for ours; docs/runtime.md).
+   */
+  convolutions: 'avx512' | 'avx2' | 'portable' | 'tensorflow';
 }
 
 export interface Runtime {
@@ -72,14 +78,18 @@ export function readOut<T extends Float32Array | Int32Array>(tf: Tf, make: () =>
  * TensorFlow ops that tfjs does not expose, run by name.
  */
 export interface NativeBackend {
+  /** Whether the binding places kernels on a GPU. */
+  isUsingGpuDevice: boolean;
   binding: {
     TF_UINT8: number;
     TF_INT32: number;
     TF_ATTR_TYPE: number;
+    TF_ATTR_INT: number;
+    TF_ATTR_STRING: number;
     createTensor(shape: number[], dtype: number, data: Uint8Array): number;
   };
   createOutputTensor(metadata: { id: number; shape: number[]; dtype: number }): Tensor3D;
-  executeSingleOutput(name: string, attrs: { name: string; type: number; value: number }[], inputs: Tensor[]): Tensor;
+  executeSingleOutput(name: string, attrs: { name: string; type: number; value: number | number[] | string }[], inputs: Tensor[]): Tensor;
   decodeJpeg(bytes: Uint8Array, channels: number, ratio: number, fancyUpscaling: boolean, tryRecoverTruncated: boolean,
     acceptableFraction: number, dctMethod: string): Tensor3D;
   decodePng(bytes: Uint8Array, channels: number): Tensor3D;
@@ -184,9 +194,16 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
       intraOpThreads: intra,
       interOpThreads: inter,
       oneDnn,
+      convolutions: convolutionsOn(onGpu ? 'gpu' : 'cpu'),
     },
   };
   return current;
+}
+
+/** What runs a session's convolutions on this device (sessions pack them where the CPU has vector kernels). */
+export function convolutionsOn(device: 'cpu' | 'gpu'): RuntimeInfo['convolutions'] {
+  const { vector, running } = convolutionKernels();
+  return device === 'gpu' || vector === null ? 'tensorflow' : running;
 }
 
 function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {

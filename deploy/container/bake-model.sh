@@ -24,6 +24,8 @@ case ${1:-} in
       echo "bake-model: the build context's model_tfjs/"
     else
       work=$(mktemp -d)
+      # The parity gate runs the model as the server does, with the convolution op of dist/native/.
+      tools/native/build-addons.sh
       python3 tools/demo_checkpoint.py --out "$work/best.pth"
       python3 tools/export_onnx.py --checkpoint "$work/best.pth" --arch resnet18 --image-size 64 --demo --out "$work/convert"
       npx tsx tools/onnx2tfjs/cli.ts "$work/convert/model.onnx" --export-info "$work/convert/export.json" \

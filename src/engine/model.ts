@@ -7,9 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { io } from '@tensorflow/tfjs';
 import type { Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs-node';
-import type { SavedModel, Tf } from '../runtime';
+import { convolutionsOn, nativeBackend, type SavedModel, type Tf } from '../runtime';
 import { openSession, writeSession } from './session';
-import { sessionModel, type GraphModelArtifacts, type SessionModel } from './session-graph';
+import { sessionModel, type GraphModelArtifacts, type SessionModel, type SessionOptions } from './session-graph';
 
 /** metadata.json as written by `make convert` (docs/architecture.md). */
 export interface ModelMetadata {
@@ -90,14 +90,20 @@ export async function readModelFolder(dir: string): Promise<ModelFolder> {
 }
 
 /**
+ * How a session on this device is written: convolutions packed on a CPU with vector kernels for them, TensorFlow's
+ * own elsewhere (cuDNN on a GPU).
+ */
+export const sessionOptions = (device: 'cpu' | 'gpu'): SessionOptions => ({ packedConvolutions: convolutionsOn(device) !== 'tensorflow' });
+
+/**
  * Writes the folder's graph as session files (session.ts) into a new temporary folder and returns it; the caller
  * removes it once every session that needs it is loaded.
  */
-export function writeSessionModel(folder: ModelFolder): string {
+export function writeSessionModel(folder: ModelFolder, options: SessionOptions): string {
   const { metadata } = folder;
   let model: SessionModel;
   try {
-    model = sessionModel(folder.artifacts, { input: { name: metadata.input.name, shape: metadata.input.shape }, output: { name: metadata.output.name, shape: metadata.output.shape } });
+    model = sessionModel(folder.artifacts, { input: { name: metadata.input.name, shape: metadata.input.shape }, output: { name: metadata.output.name, shape: metadata.output.shape } }, options);
   } catch (err) {
     throw new ModelLoadError(`${path.join(folder.dir, 'model.json')} cannot become a TensorFlow graph: ${(err as Error).message}.`, { cause: err });
   }
@@ -119,10 +125,13 @@ export class Model {
     this.dir = dir;
   }
 
-  /** Reads and verifies `dir` (readModelFolder), loads it as a TensorFlow session and runs one warm-up batch. */
+  /**
+   * Reads and verifies `dir` (readModelFolder), loads it as a TensorFlow session written for the binding's device
+   * (sessionOptions) and runs one warm-up batch.
+   */
   static async load(tf: Tf, dir: string): Promise<Model> {
     const folder = await readModelFolder(dir);
-    const sessionDir = writeSessionModel(folder);
+    const sessionDir = writeSessionModel(folder, sessionOptions(nativeBackend(tf).isUsingGpuDevice ? 'gpu' : 'cpu'));
     try {
       return await Model.fromSession(tf, folder.metadata, dir, sessionDir);
     } finally {

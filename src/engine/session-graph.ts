@@ -6,6 +6,7 @@
 // tfjs graph models use a few op forms TensorFlow's own op registry lacks or spells differently: _FusedConv2D
 // without TArgs (added here), tfjs's FusedDepthwiseConv2dNative (written out as depthwise convolution,
 // bias and activation, which Grappler fuses again), a ConcatV2 of one tensor.
+import { packedNode, packFilter, planPacking, type PackedNode } from './packed-conv';
 import { bytesOf, savedModelBytes, type GraphNode, type JsonAttr, type JsonNode } from './saved-model';
 
 /** The parts of a TF.js graph model this module reads (model.json's JSON encoding of TF protos). */
@@ -134,6 +135,15 @@ export interface VariableValue {
   bytes: Uint8Array;
 }
 
+/** How the session graph is written. */
+export interface SessionOptions {
+  /**
+   * Convolutions as PackedConv2D, their filters packed (packed-conv.ts): for a session on the CPU. The op must be
+   * registered (registerOp) in every process that loads the graph.
+   */
+  packedConvolutions: boolean;
+}
+
 /** A SavedModel of the graph model, and the values of its variables. */
 export interface SessionModel {
   savedModel: Uint8Array;
@@ -168,7 +178,7 @@ function variableNodes(name: string, dtype: JsonAttr, shape: number[]): GraphNod
  * `<node>:0`). Large float32 weights are resource variables (see VARIABLE_MIN_BYTES): the caller runs
  * ASSIGN_VARIABLES once, feeding each variable's value, before the first prediction.
  */
-export function sessionModel(model: GraphModelArtifacts, signature: SessionSignature): SessionModel {
+export function sessionModel(model: GraphModelArtifacts, signature: SessionSignature, options: SessionOptions): SessionModel {
   const weights = new Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>();
   let offset = 0;
   for (const spec of model.weightSpecs) {
@@ -179,12 +189,15 @@ export function sessionModel(model: GraphModelArtifacts, signature: SessionSigna
     weights.set(spec.name, { dtype: TF_DTYPE[spec.dtype], shape: spec.shape, bytes: new Uint8Array(model.weightData, offset, length) });
     offset += length;
   }
+  const plan = options.packedConvolutions ? planPacking(model.modelTopology.node, (name) => weights.get(name)?.shape) : undefined;
   const nodes: GraphNode[] = [];
   const variables: VariableValue[] = [];
   for (const node of model.modelTopology.node) {
     if (node.op === 'Const') {
-      const weight = weights.get(node.name);
-      if (!weight) throw new Error(`Const ${node.name} has no weight in the manifest`);
+      const stored = weights.get(node.name);
+      if (!stored) throw new Error(`Const ${node.name} has no weight in the manifest`);
+      const packing = plan?.filters.get(node.name);
+      const weight = packing ? { ...stored, ...packFilter(stored.bytes, packing) } : stored;
       const { value: _value, ...attrs } = node.attr ?? {};
       if (weight.dtype === 'DT_FLOAT' && weight.bytes.byteLength >= VARIABLE_MIN_BYTES) {
         nodes.push(...variableNodes(node.name, attrs.dtype ?? { type: 'DT_FLOAT' }, weight.shape));
@@ -192,7 +205,9 @@ export function sessionModel(model: GraphModelArtifacts, signature: SessionSigna
       } else {
         nodes.push({ name: node.name, op: 'Const', inputs: [], attrs, tensors: { value: weight } });
       }
-    } else {
+    } else if (plan?.packed.has(node.name)) {
+      nodes.push(...packedNode(plan.packed.get(node.name) as PackedNode));
+    } else if (!plan?.fused.has(node.name)) {
       nodes.push(...(fused(node, (name) => weights.get(name)?.shape) ?? [plain(node)]));
     }
   }

@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Tensor } from '@tensorflow/tfjs-node';
 import { runSessionOutputs, type SavedModel, type Tf } from '../runtime';
+import { registerOp } from '../tf-ops';
 import { SIGNATURE_KEY, TAGS } from './saved-model';
 import { ASSIGN_VARIABLES, initialValueName, type SessionModel } from './session-graph';
 
@@ -34,6 +35,8 @@ export function writeSession(dir: string, model: SessionModel): void {
 
 /** Loads the session in `dir` (written by writeSession) and assigns its variables; the caller disposes it. */
 export async function openSession(tf: Tf, dir: string): Promise<SavedModel> {
+  // The graph may hold PackedConv2D nodes (session-graph.ts); TensorFlow must know the op to load it.
+  registerOp('PackedConv2D');
   const session = await tf.node.loadSavedModel(dir, TAGS, SIGNATURE_KEY);
   try {
     const index = JSON.parse(readFileSync(path.join(dir, VARIABLES_INDEX), 'utf8')) as VariableEntry[];

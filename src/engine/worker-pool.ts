@@ -11,7 +11,7 @@ import type { Logger } from '../logger';
 import { releaseFreedMemory } from '../memory';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type Settled } from './batcher';
-import { readModelFolder, writeSessionModel, type ModelMetadata } from './model';
+import { readModelFolder, sessionOptions, writeSessionModel, type ModelMetadata } from './model';
 import type { Pipeline, PipelineResult, PredictJob } from './pipeline';
 import { fromWire, type FromWorker, type ToWorker, type WorkerSetup } from './protocol';
 
@@ -171,7 +171,7 @@ function crashError(err: Error): ServiceError {
 export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool> {
   const { logger } = options;
   const folder = await readModelFolder(options.modelDir);
-  const sessionDir = writeSessionModel(folder);
+  const sessionDir = writeSessionModel(folder, sessionOptions(options.device));
   const setup: WorkerSetup = {
     modelDir: options.modelDir,
     metadata: folder.metadata,

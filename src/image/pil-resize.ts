@@ -10,17 +10,12 @@
 // The weights are computed here (once per source size, preprocess.ts caches them) and the op runs both passes in C:
 // as general tf ops (matrix products of float32 parts, exact below 2^24) the same resize cost five times as much
 // (docs/runtime.md, "Resizing").
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
-import { DIST_DIR } from '../dist';
 import { nativeBackend, type Tf } from '../runtime';
+import { registerOp } from '../tf-ops';
 
 /** Fractional bits of Pillow's fixed-point coefficients (PRECISION_BITS in resample.c too). */
 export const PRECISION_BITS = 22;
-
-/** The addon that registers PilResample with TensorFlow, built by `make build`. */
-export const RESAMPLE_ADDON = path.join(DIST_DIR, 'native', 'resample.node');
 
 /**
  * One axis's taps: output o reads `bounds[2o + 1]` source samples from `bounds[2o]`, with the integer weights
@@ -109,7 +104,7 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
     throw new RangeError(
       `resize expects int32 [${weights.srcHeight}, ${weights.srcWidth}, 3] pixels, got ${pixels.dtype} [${pixels.shape.join(', ')}]`);
   }
-  const op = registerResampleOp();
+  const op = registerOp('PilResample');
   const { rows, columns } = weights;
   const raw = nativeBackend(tf);
   return tf.tidy(() => {
@@ -119,21 +114,4 @@ export function resizeBilinearPil(tf: Tf, pixels: Tensor3D, weights: ResizeWeigh
     const bytes = raw.executeSingleOutput('Cast', [{ name: 'DstT', type: raw.binding.TF_ATTR_TYPE, value: raw.binding.TF_UINT8 }], [pixels]);
     return raw.executeSingleOutput(op, [], [bytes, ...taps(columns), ...taps(rows)]) as Tensor3D;
   });
-}
-
-let registered: string | undefined;
-
-/** Why PilResample cannot be registered, or null when its addon is built. */
-export function resampleAddonMissing(): string | null {
-  return existsSync(RESAMPLE_ADDON) ? null : `${RESAMPLE_ADDON} is missing: \`make build\` compiles it`;
-}
-
-/** Registers PilResample with this process's TensorFlow (once; the binding must be loaded) and returns its name. */
-export function registerResampleOp(): string {
-  if (registered === undefined) {
-    const missing = resampleAddonMissing();
-    if (missing !== null) throw new Error(`Pillow's resize cannot run: ${missing}`);
-    registered = (require(RESAMPLE_ADDON) as { register(): string }).register();
-  }
-  return registered;
 }

@@ -1,7 +1,8 @@
 // Stage 2: RGB pixels -> the model's input, torchvision's Resize((H, W)) + ToTensor + Normalize(mean, std) in tf ops.
 import type { Tensor3D } from '@tensorflow/tfjs-node';
-import { registerResampleOp, resizeBilinearPil, resizeWeights, type ResizeWeights } from './pil-resize';
+import { resizeBilinearPil, resizeWeights, type ResizeWeights } from './pil-resize';
 import type { Tf } from '../runtime';
+import { registerOp } from '../tf-ops';
 
 export interface PreprocessOptions {
   /** Model input size in pixels. */
@@ -29,7 +30,7 @@ export function createPreprocessor(tf: Tf, opts: PreprocessOptions): (pixels: Te
     throw new RangeError(`mean and std need 3 values each, std positive; got mean [${mean}] std [${std}]`);
   }
   // Now, not at the first image: a missing addon stops a worker at startup.
-  registerResampleOp();
+  registerOp('PilResample');
   const cache = new LruCache<string, ResizeWeights>(opts.cacheBytes ?? 64 * 2 ** 20);
   const weightsFor = (srcHeight: number, srcWidth: number): ResizeWeights => {
     const key = `${srcHeight}x${srcWidth}`;

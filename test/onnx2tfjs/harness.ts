@@ -141,6 +141,7 @@ export async function loadSession(m: ConvertedModel): Promise<ParityModel & { di
   const model = sessionModel(
     { modelTopology: m.modelTopology, weightSpecs: m.weightSpecs, weightData: m.weightData.slice().buffer },
     { input: spec(input), output: spec(output) },
+    { packedConvolutions: true },
   );
   const dir = mkdtempSync(path.join(os.tmpdir(), 'harness-session-'));
   try {

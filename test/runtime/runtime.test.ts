@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type DeviceChoice, loadRuntime } from '../../src/runtime';
+import { convolutionKernels } from '../../src/tf-ops';
 import { info, tf } from '../helpers/runtime';
 
 /** The TensorFlow version `make setup` builds against, read from the setup script's pin. */
@@ -32,6 +33,7 @@ test('info reports the CPU binding, its devices and the pinned TensorFlow versio
     intraOpThreads: 1,
     interOpThreads: 1,
     oneDnn: false,
+    convolutions: convolutionKernels().vector ?? 'tensorflow',
   });
 });
 

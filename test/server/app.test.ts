@@ -119,6 +119,7 @@ test('GET /health describes model and runtime once ready', async () => {
       runtime: {
         backend: 'tensorflow', device: 'cpu', devices: ['CPU'], binding: '@tensorflow/tfjs-node', tensorflow: info.tfVersion,
         tfjs: '4.22.0', intra_op_threads: info.intraOpThreads, inter_op_threads: info.interOpThreads, onednn: info.oneDnn,
+        convolutions: info.convolutions,
       },
     });
   });

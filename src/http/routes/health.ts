@@ -32,6 +32,8 @@ export interface RuntimeHealth {
   intra_op_threads: number;
   inter_op_threads: number;
   onednn: boolean;
+  /** PackedConv2D's kernels (avx512, avx2, portable) or tensorflow: what runs the model's convolutions. */
+  convolutions: string;
 }
 
 export function runtimeHealth(info: RuntimeInfo): RuntimeHealth {
@@ -45,6 +47,7 @@ export function runtimeHealth(info: RuntimeInfo): RuntimeHealth {
     intra_op_threads: info.intraOpThreads,
     inter_op_threads: info.interOpThreads,
     onednn: info.oneDnn,
+    convolutions: info.convolutions,
   };
 }
 

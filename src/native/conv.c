@@ -1,0 +1,517 @@
+// The TensorFlow op PackedConv2D: a 2-D convolution of float32 NHWC images plus a bias, an optional residual (added
+// after the bias) and an optional ReLU or ReLU6, whose filter the session graph packed once, when it was written
+// (src/engine/packed-conv.ts), into panels of PANEL output channels: filter[p][k][j] is the weight of input k (kernel
+// row, column, channel) for output channel p * PANEL + j, zero past the last channel. TensorFlow's own CPU
+// convolution packs its filter again on every call (docs/runtime.md, "The convolution op").
+//
+// Inputs: images [N, H, W, C] (or a matrix [N, C]: N images of 1 x 1, for a matrix product), filter
+// [ceil(Cout / PANEL), KH * KW * C, PANEL], bias [Cout], and num_residual (0 or 1) residuals shaped as the output.
+// Attributes as TensorFlow's Conv2D (strides, padding, explicit_paddings), with kernel_size [KH, KW] and activation.
+// Output [N, OH, OW, Cout] (or [N, Cout]).
+//
+// Every output is one sum over its inputs in filter order, a fused multiply-add at a time from zero; then the bias
+// and the residual are added, each rounding as TensorFlow's BiasAdd and AddV2 would. The float operations are the
+// same whichever rows share a call, so an image's answer does not depend on its batch, and the AVX-512, AVX2 and
+// portable kernels give bit-identical results.
+#define OP_NAME "PackedConv2D"
+#define EXTRA_EXPORTS conv_exports
+#include "tf_op_addon.h"
+
+#include <math.h>
+
+#define PANEL 32
+// Output pixels per block: their inputs' row pointers are built once and shared by every panel.
+#define BLOCK_ROWS 96
+
+enum { ACT_NONE, ACT_RELU, ACT_RELU6 };
+enum { PAD_VALID, PAD_SAME, PAD_EXPLICIT };
+
+typedef struct {
+  int64_t kh, kw, sh, sw;
+  int padding;
+  int64_t pads[4];  // EXPLICIT: top, bottom, left, right
+  int activation;
+} Conv;
+
+// What a kernel adds to its sums and writes: bias (PANEL values), residual (NULL, or rows as the output's),
+// activation, and the output rows (row stride ldc).
+typedef struct {
+  const float *bias;
+  const float *residual;
+  int act;
+  float *c;
+  int64_t ldc;
+} Epilogue;
+
+// A tile of `MR` output pixels times one panel: rows[s * MR + r] points at the `seglen` inputs of segment s of pixel
+// r (a kernel row's KW * C inputs). b: the panel's K x PANEL weights. Writes MR rows of PANEL outputs.
+typedef void (*Kernel)(const float *const *rows, int64_t segments, int64_t seglen, const float *b, const Epilogue *e);
+
+static inline float activate(float v, int act) {
+  if (act != ACT_NONE && !(v > 0.0f)) v = 0.0f;
+  if (act == ACT_RELU6 && v > 6.0f) v = 6.0f;
+  return v;
+}
+
+// Portable kernel (non-x86, or x86 without AVX2 and FMA): fmaf rounds once, as the vector FMAs do.
+#define PORTABLE_MR 4
+static void kernel_portable(int mr, const float *const *rows, int64_t segments, int64_t seglen, const float *b,
+                            const Epilogue *e) {
+  float acc[PORTABLE_MR][PANEL] = {{0}};
+  for (int64_t s = 0; s < segments; s++) {
+    for (int64_t i = 0; i < seglen; i++, b += PANEL) {
+      for (int r = 0; r < mr; r++) {
+        const float a = rows[s * mr + r][i];
+        for (int j = 0; j < PANEL; j++) acc[r][j] = fmaf(a, b[j], acc[r][j]);
+      }
+    }
+  }
+  for (int r = 0; r < mr; r++) {
+    for (int j = 0; j < PANEL; j++) {
+      float v = acc[r][j] + e->bias[j];
+      if (e->residual != NULL) v += e->residual[r * e->ldc + j];
+      e->c[r * e->ldc + j] = activate(v, e->act);
+    }
+  }
+}
+
+#define PORTABLE(MR)                                                                                               \
+  static void portable_##MR(const float *const *rows, int64_t segments, int64_t seglen, const float *b,          \
+                            const Epilogue *e) {                                                                  \
+    kernel_portable(MR, rows, segments, seglen, b, e);                                                            \
+  }
+PORTABLE(1)
+PORTABLE(2)
+PORTABLE(3)
+PORTABLE(4)
+static const Kernel portable_kernels[PORTABLE_MR + 1] = {NULL, portable_1, portable_2, portable_3, portable_4};
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// Weights are read this many floats (4 KiB) ahead: a batch of one image streams each filter once from memory, and
+// the hardware prefetcher alone keeps too few lines in flight (measured: layer4 of ResNet18 1.14 ms instead of 2.05).
+#define PREFETCH 1024
+
+// AVX-512: MR rows x 32 columns in 2 * MR accumulators (up to 24 of the 32 registers).
+#define AVX512_MR 12
+#define AVX512(MR)                                                                                                 \
+  __attribute__((target("avx512f"))) static void avx512_##MR(const float *const *rows, int64_t segments,          \
+                                                             int64_t seglen, const float *b, const Epilogue *e) {  \
+    __m512 acc[MR][2];                                                                                             \
+    _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();             \
+    for (int64_t s = 0; s < segments; s++) {                                                                       \
+      const float *p[MR];                                                                                          \
+      _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) p[r] = rows[s * MR + r];                               \
+      for (int64_t i = 0; i < seglen; i++, b += PANEL) {                                                           \
+        _mm_prefetch((const char *)(b + PREFETCH), _MM_HINT_T0);                                                   \
+        _mm_prefetch((const char *)(b + PREFETCH + 16), _MM_HINT_T0);                                              \
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                                        \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) {                                                    \
+          const __m512 a = _mm512_set1_ps(p[r][i]);                                                                \
+          acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);                                                           \
+          acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);                                                           \
+        }                                                                                                          \
+      }                                                                                                            \
+    }                                                                                                              \
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);                                           \
+    const __m512 bias0 = _mm512_loadu_ps(e->bias), bias1 = _mm512_loadu_ps(e->bias + 16);                          \
+    _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++) {                                                        \
+      __m512 v0 = _mm512_add_ps(acc[r][0], bias0), v1 = _mm512_add_ps(acc[r][1], bias1);                          \
+      if (e->residual != NULL) {                                                                                   \
+        v0 = _mm512_add_ps(v0, _mm512_loadu_ps(e->residual + r * e->ldc));                                         \
+        v1 = _mm512_add_ps(v1, _mm512_loadu_ps(e->residual + r * e->ldc + 16));                                    \
+      }                                                                                                            \
+      if (e->act != ACT_NONE) v0 = _mm512_max_ps(v0, zero), v1 = _mm512_max_ps(v1, zero);                         \
+      if (e->act == ACT_RELU6) v0 = _mm512_min_ps(v0, six), v1 = _mm512_min_ps(v1, six);                          \
+      _mm512_storeu_ps(e->c + r * e->ldc, v0);                                                                     \
+      _mm512_storeu_ps(e->c + r * e->ldc + 16, v1);                                                                \
+    }                                                                                                              \
+  }
+AVX512(1)
+AVX512(2)
+AVX512(3)
+AVX512(4)
+AVX512(5)
+AVX512(6)
+AVX512(7)
+AVX512(8)
+AVX512(9)
+AVX512(10)
+AVX512(11)
+AVX512(12)
+static const Kernel avx512_kernels[AVX512_MR + 1] = {NULL,      avx512_1, avx512_2,  avx512_3,  avx512_4,
+                                                     avx512_5,  avx512_6, avx512_7,  avx512_8,  avx512_9,
+                                                     avx512_10, avx512_11, avx512_12};
+
+// AVX2: MR rows x 32 columns as two halves of 16, each in 2 * MR accumulators (12 of the 16 registers).
+#define AVX2_MR 6
+#define AVX2(MR)                                                                                                   \
+  __attribute__((target("avx2,fma"))) static void avx2_half_##MR(const float *const *rows, int64_t segments,      \
+                                                                 int64_t seglen, const float *b, const Epilogue *e,\
+                                                                 int64_t half) {                                   \
+    __m256 acc[MR][2];                                                                                             \
+    _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();              \
+    for (int64_t s = 0; s < segments; s++) {                                                                       \
+      const float *p[MR];                                                                                          \
+      _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) p[r] = rows[s * MR + r];                                \
+      for (int64_t i = 0; i < seglen; i++, b += PANEL) {                                                           \
+        _mm_prefetch((const char *)(b + PREFETCH), _MM_HINT_T0);                                                   \
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                                         \
+        _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {                                                     \
+          const __m256 a = _mm256_broadcast_ss(p[r] + i);                                                          \
+          acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);                                                           \
+          acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);                                                           \
+        }                                                                                                          \
+      }                                                                                                            \
+    }                                                                                                              \
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);                                           \
+    const __m256 bias0 = _mm256_loadu_ps(e->bias + half), bias1 = _mm256_loadu_ps(e->bias + half + 8);             \
+    _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {                                                         \
+      __m256 v0 = _mm256_add_ps(acc[r][0], bias0), v1 = _mm256_add_ps(acc[r][1], bias1);                          \
+      if (e->residual != NULL) {                                                                                   \
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(e->residual + r * e->ldc + half));                                  \
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(e->residual + r * e->ldc + half + 8));                              \
+      }                                                                                                            \
+      if (e->act != ACT_NONE) v0 = _mm256_max_ps(v0, zero), v1 = _mm256_max_ps(v1, zero);                         \
+      if (e->act == ACT_RELU6) v0 = _mm256_min_ps(v0, six), v1 = _mm256_min_ps(v1, six);                          \
+      _mm256_storeu_ps(e->c + r * e->ldc + half, v0);                                                              \
+      _mm256_storeu_ps(e->c + r * e->ldc + half + 8, v1);                                                          \
+    }                                                                                                              \
+  }                                                                                                                \
+  static void avx2_##MR(const float *const *rows, int64_t segments, int64_t seglen, const float *b,               \
+                        const Epilogue *e) {                                                                      \
+    avx2_half_##MR(rows, segments, seglen, b, e, 0);                                                               \
+    avx2_half_##MR(rows, segments, seglen, b + 16, e, 16);                                                         \
+  }
+AVX2(1)
+AVX2(2)
+AVX2(3)
+AVX2(4)
+AVX2(5)
+AVX2(6)
+static const Kernel avx2_kernels[AVX2_MR + 1] = {NULL, avx2_1, avx2_2, avx2_3, avx2_4, avx2_5, avx2_6};
+#endif
+
+typedef struct {
+  const char *name;
+  const Kernel *kernels;
+  int max_rows;
+} Isa;
+
+static Isa isa;
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+// The vector kernels this CPU runs, or none.
+static const char *vector_kernels(void) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) return "avx512";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+#endif
+  return NULL;
+}
+
+// The best kernels this CPU runs; CONV_KERNELS=avx2 or =portable picks slower ones (to compare them on one machine:
+// all give the same bits).
+static void choose_isa(void) {
+  const char *best = vector_kernels(), *wanted = getenv("CONV_KERNELS");
+  const int portable = best == NULL || (wanted != NULL && strcmp(wanted, "portable") == 0);
+  isa = (Isa){"portable", portable_kernels, PORTABLE_MR};
+#if defined(__x86_64__)
+  if (!portable && strcmp(best, "avx512") == 0 && (wanted == NULL || strcmp(wanted, "avx2") != 0)) {
+    isa = (Isa){"avx512", avx512_kernels, AVX512_MR};
+  } else if (!portable) {
+    isa = (Isa){"avx2", avx2_kernels, AVX2_MR};
+  }
+#endif
+}
+
+// Padding before and after, and the output size, along one axis, as TensorFlow's Conv2D computes them.
+static int64_t axis_geometry(const Conv *conv, int axis, int64_t in, int64_t pad[2]) {
+  const int64_t k = axis == 0 ? conv->kh : conv->kw, s = axis == 0 ? conv->sh : conv->sw;
+  if (conv->padding == PAD_SAME) {
+    const int64_t out = (in + s - 1) / s;
+    const int64_t total = (out - 1) * s + k - in;
+    pad[0] = total > 0 ? total / 2 : 0;
+    pad[1] = total > 0 ? total - pad[0] : 0;
+    return out;
+  }
+  pad[0] = conv->padding == PAD_EXPLICIT ? conv->pads[2 * axis] : 0;
+  pad[1] = conv->padding == PAD_EXPLICIT ? conv->pads[2 * axis + 1] : 0;
+  const int64_t span = in + pad[0] + pad[1] - k;
+  return span < 0 ? 0 : span / s + 1;
+}
+
+typedef struct {
+  const float *x;  // [batch, height, width, channels], already padded
+  int64_t batch, height, width, channels, out_h, out_w;
+} Geometry;
+
+// The images with their padding written out as zeros, so that every kernel row's KW * C inputs lie side by side.
+static float *pad_images(const float *x, int64_t batch, int64_t height, int64_t width, int64_t channels,
+                         const int64_t pad_y[2], const int64_t pad_x[2]) {
+  const int64_t ph = height + pad_y[0] + pad_y[1], pw = width + pad_x[0] + pad_x[1];
+  float *padded = calloc((size_t)(batch * ph * pw * channels), sizeof *padded);
+  if (padded == NULL) return NULL;
+  for (int64_t n = 0; n < batch; n++) {
+    for (int64_t y = 0; y < height; y++) {
+      memcpy(padded + ((n * ph + y + pad_y[0]) * pw + pad_x[0]) * channels,
+             x + (n * height + y) * width * channels, (size_t)(width * channels) * sizeof *x);
+    }
+  }
+  return padded;
+}
+
+// The size of tile t when `count` pixels are cut into `tiles` tiles as even as possible.
+static int tile_rows(int64_t count, int64_t tiles, int64_t t) {
+  return (int)(count / tiles + (t < count % tiles ? 1 : 0));
+}
+
+// Row pointers of output pixels [m0, m0 + count), tile after tile, each segment-major (rows[s * mr + r]): segment
+// ky of a pixel is the KW * C inputs of kernel row ky.
+static void build_rows(const Conv *conv, const Geometry *g, int64_t m0, int64_t count, int max_rows,
+                       const float **rows) {
+  const int64_t per_image = g->out_h * g->out_w, tiles = (count + max_rows - 1) / max_rows;
+  for (int64_t t = 0, first = 0; t < tiles; t++) {
+    const int mr = tile_rows(count, tiles, t);
+    const float **tile = rows + first * conv->kh;
+    for (int r = 0; r < mr; r++) {
+      const int64_t m = m0 + first + r, n = m / per_image, oy = m % per_image / g->out_w, ox = m % g->out_w;
+      for (int64_t ky = 0; ky < conv->kh; ky++) {
+        tile[ky * mr + r] = g->x + ((n * g->height + oy * conv->sh + ky) * g->width + ox * conv->sw) * g->channels;
+      }
+    }
+    first += mr;
+  }
+}
+
+// Returns an error message, or NULL when the output was written.
+static const char *convolve(const Conv *conv, const Geometry *g, const float *filter, int64_t k, const float *bias,
+                            const float *residual, int64_t out_channels, float *out) {
+  pthread_once(&isa_once, choose_isa);
+  const int64_t m_total = g->batch * g->out_h * g->out_w, panels = (out_channels + PANEL - 1) / PANEL;
+  const int64_t segments = conv->kh, seglen = conv->kw * g->channels;
+  const float **rows = malloc((size_t)(BLOCK_ROWS * segments) * sizeof *rows);
+  // The last panel when Cout is not a multiple of PANEL goes through buffers of PANEL columns: its outputs, its
+  // residual and its bias, zero-padded.
+  const int64_t edge_cols = out_channels - (panels - 1) * PANEL;
+  float edge_bias[PANEL] = {0};
+  float *edge = malloc((size_t)(2 * isa.max_rows * PANEL) * sizeof *edge), *edge_residual = edge + isa.max_rows * PANEL;
+  const char *error = NULL;
+  if (rows == NULL || edge == NULL) {
+    error = "out of memory for the convolution's row pointers";
+    goto done;
+  }
+  memcpy(edge_bias, bias + (panels - 1) * PANEL, (size_t)edge_cols * sizeof *bias);
+  for (int64_t m0 = 0; m0 < m_total; m0 += BLOCK_ROWS) {
+    const int64_t count = m_total - m0 < BLOCK_ROWS ? m_total - m0 : BLOCK_ROWS;
+    const int64_t tiles = (count + isa.max_rows - 1) / isa.max_rows;
+    build_rows(conv, g, m0, count, isa.max_rows, rows);
+    for (int64_t p = 0; p < panels; p++) {
+      const float *panel = filter + p * k * PANEL;
+      const int full = p < panels - 1 || edge_cols == PANEL;
+      for (int64_t t = 0, first = 0; t < tiles; t++) {
+        const int mr = tile_rows(count, tiles, t);
+        const int64_t at = (m0 + first) * out_channels + p * PANEL;
+        Epilogue e = {bias + p * PANEL, residual != NULL ? residual + at : NULL, conv->activation, out + at,
+                      out_channels};
+        if (!full) {
+          if (residual != NULL) {
+            memset(edge_residual, 0, (size_t)(mr * PANEL) * sizeof *edge_residual);
+            for (int r = 0; r < mr; r++) memcpy(edge_residual + r * PANEL, e.residual + r * out_channels, (size_t)edge_cols * sizeof *out);
+            e.residual = edge_residual;
+          }
+          e.bias = edge_bias, e.c = edge, e.ldc = PANEL;
+        }
+        isa.kernels[mr](rows + first * segments, segments, seglen, panel, &e);
+        if (!full) {
+          for (int r = 0; r < mr; r++) memcpy(out + at + r * out_channels, edge + r * PANEL, (size_t)edge_cols * sizeof *out);
+        }
+        first += mr;
+      }
+    }
+  }
+done:
+  free(rows);
+  free(edge);
+  return error;
+}
+
+static void compute(void *kernel, TF_OpKernelContext *ctx) {
+  const Conv *conv = kernel;
+  TF_Status *status = tf.NewStatus();
+  TF_Tensor *held[5] = {NULL};
+  float *padded = NULL;
+  char why[256] = "";
+  int code = TF_INVALID_ARGUMENT;
+  const int inputs = tf.NumInputs(ctx);
+  if (inputs > 4) {
+    snprintf(why, sizeof why, "at most one residual");
+    goto done;
+  }
+  for (int i = 0; i < inputs; i++) {
+    tf.GetInput(ctx, i, &held[i], status);
+    if (tf.GetCode(status) != TF_OK) goto done;
+  }
+  TF_Tensor *images = held[0], *filter = held[1], *bias = held[2], *residual = held[3];
+  const int rank = tf.NumDims(images);
+  if (tf.TensorType(images) != TF_FLOAT || (rank != 4 && !(rank == 2 && conv->kh == 1 && conv->kw == 1))) {
+    snprintf(why, sizeof why, "images must be float32 [batch, height, width, channels] (or [batch, channels] for a 1 x 1 kernel)");
+    goto done;
+  }
+  const int64_t batch = tf.Dim(images, 0), height = rank == 4 ? tf.Dim(images, 1) : 1,
+                width = rank == 4 ? tf.Dim(images, 2) : 1, channels = tf.Dim(images, rank - 1),
+                k = conv->kh * conv->kw * channels;
+  if (tf.TensorType(bias) != TF_FLOAT || tf.NumDims(bias) != 1 || tf.Dim(bias, 0) < 1) {
+    snprintf(why, sizeof why, "bias must be float32 [out_channels]");
+    goto done;
+  }
+  const int64_t out_channels = tf.Dim(bias, 0);
+  if (tf.TensorType(filter) != TF_FLOAT || tf.NumDims(filter) != 3 ||
+      tf.Dim(filter, 0) != (out_channels + PANEL - 1) / PANEL || tf.Dim(filter, 1) != k || tf.Dim(filter, 2) != PANEL) {
+    snprintf(why, sizeof why, "filter must be float32 [%lld, %lld, %d] (panels of %lld x %lld x %lld inputs)",
+             (long long)((out_channels + PANEL - 1) / PANEL), (long long)k, PANEL, (long long)conv->kh,
+             (long long)conv->kw, (long long)channels);
+    goto done;
+  }
+  int64_t pad_y[2], pad_x[2];
+  Geometry g = {.x = tf.TensorData(images), .batch = batch, .channels = channels,
+                .out_h = axis_geometry(conv, 0, height, pad_y), .out_w = axis_geometry(conv, 1, width, pad_x)};
+  g.height = height + pad_y[0] + pad_y[1], g.width = width + pad_x[0] + pad_x[1];
+  const int64_t dims[4] = {batch, g.out_h, g.out_w, out_channels}, matrix[2] = {batch, out_channels};
+  const int64_t size = batch * g.out_h * g.out_w * out_channels;
+  if (residual != NULL) {
+    int same = tf.TensorType(residual) == TF_FLOAT && tf.NumDims(residual) == rank;
+    for (int d = 0; same && d < rank; d++) same = tf.Dim(residual, d) == (rank == 4 ? dims : matrix)[d];
+    if (!same) {
+      snprintf(why, sizeof why, "the residual must be float32 shaped as the output");
+      goto done;
+    }
+  }
+  TF_Tensor *output = tf.AllocateOutput(ctx, 0, TF_FLOAT, rank == 4 ? dims : matrix, rank, (size_t)size * sizeof(float), status);
+  if (tf.GetCode(status) != TF_OK) goto done;
+  held[4] = output;
+  if (size > 0 && (pad_y[0] | pad_y[1] | pad_x[0] | pad_x[1]) != 0) {
+    g.x = padded = pad_images(tf.TensorData(images), batch, height, width, channels, pad_y, pad_x);
+    if (padded == NULL) {
+      code = TF_RESOURCE_EXHAUSTED;
+      snprintf(why, sizeof why, "out of memory for the padded images");
+      goto done;
+    }
+  }
+  if (size > 0) {
+    const char *error = convolve(conv, &g, tf.TensorData(filter), k, tf.TensorData(bias),
+                                 residual != NULL ? tf.TensorData(residual) : NULL, out_channels, tf.TensorData(output));
+    if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
+  }
+done:
+  free(padded);
+  if (why[0] != '\0') tf.SetStatus(status, code, why);
+  if (tf.GetCode(status) != TF_OK) tf.Failure(ctx, status);
+  for (int i = 0; i < 5; i++) {
+    if (held[i] != NULL) tf.DeleteTensor(held[i]);
+  }
+  tf.DeleteStatus(status);
+}
+
+// Reads a list attribute of exactly `count` ints.
+static int int_list(TF_OpKernelConstruction *ctx, const char *name, int64_t *values, int count, TF_Status *status) {
+  int32_t size = 0, total = 0;
+  tf.GetAttrSize(ctx, name, &size, &total, status);
+  if (tf.GetCode(status) != TF_OK) return 0;
+  if (size != count) {
+    char why[128];
+    snprintf(why, sizeof why, "%s: %s needs %d values, has %d", OP_NAME, name, count, (int)size);
+    tf.SetStatus(status, TF_INVALID_ARGUMENT, why);
+    return 0;
+  }
+  tf.GetAttrInt64List(ctx, name, values, count, status);
+  return tf.GetCode(status) == TF_OK;
+}
+
+static void *create(TF_OpKernelConstruction *ctx) {
+  Conv *conv = calloc(1, sizeof *conv);
+  TF_Status *status = tf.NewStatus();
+  int64_t kernel_size[2], strides[4], explicit[8] = {0};
+  char padding[16] = "", activation[16] = "";
+  if (conv == NULL) {
+    tf.SetStatus(status, TF_RESOURCE_EXHAUSTED, OP_NAME ": out of memory");
+    goto done;
+  }
+  if (!int_list(ctx, "kernel_size", kernel_size, 2, status) || !int_list(ctx, "strides", strides, 4, status)) goto done;
+  tf.GetAttrString(ctx, "padding", padding, sizeof padding - 1, status);
+  if (tf.GetCode(status) != TF_OK) goto done;
+  tf.GetAttrString(ctx, "activation", activation, sizeof activation - 1, status);
+  if (tf.GetCode(status) != TF_OK) goto done;
+  conv->padding = strcmp(padding, "SAME") == 0 ? PAD_SAME : strcmp(padding, "VALID") == 0 ? PAD_VALID : PAD_EXPLICIT;
+  if (conv->padding == PAD_EXPLICIT && !int_list(ctx, "explicit_paddings", explicit, 8, status)) goto done;
+  conv->activation = strcmp(activation, "Relu") == 0 ? ACT_RELU : strcmp(activation, "Relu6") == 0 ? ACT_RELU6 : ACT_NONE;
+  conv->kh = kernel_size[0], conv->kw = kernel_size[1], conv->sh = strides[1], conv->sw = strides[2];
+  // NHWC explicit paddings: [before, after] per dimension; batch and channels take none.
+  for (int i = 0; i < 4; i++) conv->pads[i] = explicit[2 + i];
+  if (conv->kh < 1 || conv->kw < 1 || conv->sh < 1 || conv->sw < 1 || strides[0] != 1 || strides[3] != 1 ||
+      explicit[0] || explicit[1] || explicit[6] || explicit[7] || conv->pads[0] < 0 || conv->pads[1] < 0 ||
+      conv->pads[2] < 0 || conv->pads[3] < 0) {
+    tf.SetStatus(status, TF_INVALID_ARGUMENT,
+                 OP_NAME ": kernel_size and spatial strides must be positive, paddings spatial and not negative");
+  }
+done:
+  if (tf.GetCode(status) != TF_OK) {
+    tf.ConstructionFailure(ctx, status);
+    free(conv);
+    conv = NULL;
+  }
+  tf.DeleteStatus(status);
+  return conv;
+}
+
+static void destroy(void *kernel) { free(kernel); }
+
+// vectorKernels(): "avx512" or "avx2", the vector kernels this CPU has, or null (the portable C kernels only).
+static napi_value VectorKernels(napi_env env, napi_callback_info info) {
+  (void)info;
+  const char *name = vector_kernels();
+  napi_value value;
+  if (name == NULL) napi_get_null(env, &value);
+  else napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &value);
+  return value;
+}
+
+// kernels(): the kernels the op runs in this process ("avx512", "avx2" or "portable", after CONV_KERNELS).
+static napi_value Kernels(napi_env env, napi_callback_info info) {
+  (void)info;
+  pthread_once(&isa_once, choose_isa);
+  napi_value value;
+  napi_create_string_utf8(env, isa.name, NAPI_AUTO_LENGTH, &value);
+  return value;
+}
+
+static int conv_exports(napi_env env, napi_value exports) {
+  napi_value fn;
+  if (napi_create_function(env, "vectorKernels", NAPI_AUTO_LENGTH, VectorKernels, NULL, &fn) != napi_ok ||
+      napi_set_named_property(env, exports, "vectorKernels", fn) != napi_ok) {
+    return 0;
+  }
+  return napi_create_function(env, "kernels", NAPI_AUTO_LENGTH, Kernels, NULL, &fn) == napi_ok &&
+         napi_set_named_property(env, exports, "kernels", fn) == napi_ok;
+}
+
+static void define_op(TF_Status *status) {
+  TF_OpDefinitionBuilder *op = tf.NewOpDefinitionBuilder(OP_NAME);
+  tf.AddInput(op, "images: float");
+  tf.AddInput(op, "filter: float");
+  tf.AddInput(op, "bias: float");
+  tf.AddInput(op, "residual: num_residual * float");
+  tf.AddOutput(op, "output: float");
+  tf.AddAttr(op, "num_residual: int >= 0 = 0");
+  tf.AddAttr(op, "kernel_size: list(int)");
+  tf.AddAttr(op, "strides: list(int)");
+  tf.AddAttr(op, "padding: {'SAME', 'VALID', 'EXPLICIT'}");
+  tf.AddAttr(op, "explicit_paddings: list(int) = []");
+  tf.AddAttr(op, "activation: {'None', 'Relu', 'Relu6'} = 'None'");
+  tf.SetShapeInferenceFunction(op, unknown_shape);
+  tf.RegisterOpDefinition(op, status);
+  if (tf.GetCode(status) == TF_OK) {
+    tf.RegisterKernelBuilder(OP_NAME "Cpu", tf.NewKernelBuilder(OP_NAME, "CPU", create, compute, destroy), status);
+  }
+}

@@ -1,0 +1,52 @@
+// TensorFlow ops of our own: C kernels (src/native/*.c) that `make build` compiles into Node-API addons under
+// dist/native/, each registering its op into the TensorFlow the binding has loaded (once per process; the CPU and
+// the GPU binding alike). tfjs then runs an op by name, eagerly or inside a session graph.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { DIST_DIR } from './dist';
+
+/** Each op and the addon that registers it. */
+export const OP_ADDONS = {
+  /** Pillow's bilinear resize (src/image/pil-resize.ts). */
+  PilResample: path.join(DIST_DIR, 'native', 'resample.node'),
+  /** Convolution with a filter packed once (src/engine/packed-conv.ts). */
+  PackedConv2D: path.join(DIST_DIR, 'native', 'conv.node'),
+} as const;
+export type OwnOp = keyof typeof OP_ADDONS;
+
+const registered = new Set<OwnOp>();
+
+/** Why the addons cannot be loaded (the first one missing), or null when all are built. */
+export function opAddonMissing(): string | null {
+  const missing = Object.values(OP_ADDONS).find((file) => !existsSync(file));
+  return missing === undefined ? null : `${missing} is missing: \`make build\` compiles it`;
+}
+
+interface ConvAddon {
+  vectorKernels(): 'avx512' | 'avx2' | null;
+  kernels(): 'avx512' | 'avx2' | 'portable';
+}
+
+/**
+ * PackedConv2D's kernels: `vector`, the vector kernels this CPU has (null: only the portable C ones, slower than
+ * TensorFlow's own convolution, so sessions keep TensorFlow's); `running`, those the op runs in this process
+ * (CONV_KERNELS may pick slower ones). Loading the addon needs no TensorFlow.
+ */
+export function convolutionKernels(): { vector: 'avx512' | 'avx2' | null; running: 'avx512' | 'avx2' | 'portable' } {
+  const file = OP_ADDONS.PackedConv2D;
+  if (!existsSync(file)) throw new Error(`${file} is missing: \`make build\` compiles it`);
+  const addon = require(file) as ConvAddon;
+  return { vector: addon.vectorKernels(), running: addon.kernels() };
+}
+
+/** Registers `op` with this process's TensorFlow (once; the binding must be loaded) and returns its name. */
+export function registerOp(op: OwnOp): OwnOp {
+  if (!registered.has(op)) {
+    const file = OP_ADDONS[op];
+    if (!existsSync(file)) throw new Error(`the TensorFlow op ${op} cannot run: ${file} is missing: \`make build\` compiles it`);
+    const name = (require(file) as { register(): string }).register();
+    if (name !== op) throw new Error(`${file} registered ${name}, not ${op}`);
+    registered.add(op);
+  }
+  return op;
+}
