@@ -89,7 +89,8 @@ export function planPacking(nodes: JsonNode[], weightShape: (name: string) => nu
     const add = onlyReader(node.name);
     if (entry.activation === 'None' && add && ['AddV2', 'Add'].includes(add.op) && (add.input ?? []).length === 2 && !plan.fused.has(add.name)) {
       const others = (add.input ?? []).filter((i) => strip(i) !== node.name);
-      // A weight added would broadcast (a bias); a residual has the output's shape.
+      // A weight added is a constant that broadcasts (a second bias), not a residual connection: TensorFlow's AddV2
+      // adds it faster than the op's broadcasting path.
       if (others.length === 1 && !others[0].startsWith('^') && weightShape(strip(others[0])) === undefined) {
         entry.residual = others[0];
         entry.name = add.name;

@@ -367,7 +367,7 @@ export const OPENAPI: OpenApiDocument = {
           },
           runtime: {
             type: 'object',
-            required: ['backend', 'device', 'devices', 'binding', 'tensorflow', 'tfjs', 'intra_op_threads', 'inter_op_threads', 'onednn'],
+            required: ['backend', 'device', 'devices', 'binding', 'tensorflow', 'tfjs', 'intra_op_threads', 'inter_op_threads', 'onednn', 'convolutions'],
             additionalProperties: false,
             properties: {
               backend: { type: 'string' },
@@ -379,6 +379,11 @@ export const OPENAPI: OpenApiDocument = {
               intra_op_threads: { type: 'integer', minimum: 1 },
               inter_op_threads: { type: 'integer', minimum: 1 },
               onednn: { type: 'boolean' },
+              convolutions: {
+                type: 'string',
+                enum: ['avx512', 'avx2', 'portable', 'tensorflow'],
+                description: "What runs the model's convolutions: the kernels of the server's PackedConv2D op, or TensorFlow's own.",
+              },
             },
           },
           engine: {

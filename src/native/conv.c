@@ -5,9 +5,10 @@
 // convolution packs its filter again on every call (docs/runtime.md, "The convolution op").
 //
 // Inputs: images [N, H, W, C] (or a matrix [N, C]: N images of 1 x 1, for a matrix product), filter
-// [ceil(Cout / PANEL), KH * KW * C, PANEL], bias [Cout], and num_residual (0 or 1) residuals shaped as the output.
-// Attributes as TensorFlow's Conv2D (strides, padding, explicit_paddings), with kernel_size [KH, KW] and activation.
-// Output [N, OH, OW, Cout] (or [N, Cout]).
+// [ceil(Cout / PANEL), KH * KW * C, PANEL], bias [Cout], and num_residual (0 or 1) residuals: shaped as the
+// convolution's output [N, OH, OW, Cout] (or [N, Cout]) and added in the same pass, or broadcasting with it as
+// TensorFlow's AddV2 does, added after it. Attributes as TensorFlow's Conv2D (strides, padding, explicit_paddings),
+// with kernel_size [KH, KW] and activation. Output: the convolution's shape, or the broadcast one.
 //
 // Every output is one sum over its inputs in filter order, a fused multiply-add at a time from zero; then the bias
 // and the residual are added, each rounding as TensorFlow's BiasAdd and AddV2 would. The float operations are the
@@ -337,11 +338,33 @@ done:
   return error;
 }
 
+// out = activation(conv + residual) with TensorFlow's AddV2 broadcasting, for a residual not shaped as the
+// convolution's output: dims (as [N, H, W, C]) of each are either equal or 1, the output's the larger.
+static void add_broadcast(const float *conv_out, const int64_t cdims[4], const float *residual, const int64_t rdims[4],
+                          const int64_t odims[4], int act, float *out) {
+  int64_t cstride[4], rstride[4], c = 1, r = 1;
+  for (int d = 3; d >= 0; d--) {
+    cstride[d] = cdims[d] == 1 ? 0 : c, rstride[d] = rdims[d] == 1 ? 0 : r;
+    c *= cdims[d], r *= rdims[d];
+  }
+  for (int64_t n = 0; n < odims[0]; n++) {
+    for (int64_t y = 0; y < odims[1]; y++) {
+      for (int64_t x = 0; x < odims[2]; x++) {
+        for (int64_t ch = 0; ch < odims[3]; ch++) {
+          const float v = conv_out[n * cstride[0] + y * cstride[1] + x * cstride[2] + ch * cstride[3]] +
+                          residual[n * rstride[0] + y * rstride[1] + x * rstride[2] + ch * rstride[3]];
+          *out++ = activate(v, act);
+        }
+      }
+    }
+  }
+}
+
 static void compute(void *kernel, TF_OpKernelContext *ctx) {
   const Conv *conv = kernel;
   TF_Status *status = tf.NewStatus();
   TF_Tensor *held[5] = {NULL};
-  float *padded = NULL;
+  float *padded = NULL, *between = NULL;
   char why[256] = "";
   int code = TF_INVALID_ARGUMENT;
   const int inputs = tf.NumInputs(ctx);
@@ -378,20 +401,37 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
   Geometry g = {.x = tf.TensorData(images), .batch = batch, .channels = channels,
                 .out_h = axis_geometry(conv, 0, height, pad_y), .out_w = axis_geometry(conv, 1, width, pad_x)};
   g.height = height + pad_y[0] + pad_y[1], g.width = width + pad_x[0] + pad_x[1];
-  const int64_t dims[4] = {batch, g.out_h, g.out_w, out_channels}, matrix[2] = {batch, out_channels};
-  const int64_t size = batch * g.out_h * g.out_w * out_channels;
+  // The convolution's output [N, OH, OW, Cout] (a matrix product's [N, Cout] as [N, 1, 1, Cout]); a residual of
+  // another shape broadcasts with it, as AddV2 would, into the op's output.
+  const int64_t cdims[4] = {batch, g.out_h, g.out_w, out_channels};
+  int64_t rdims[4] = {1, 1, 1, 1}, odims[4];
+  memcpy(odims, cdims, sizeof odims);
+  int broadcast = 0;
   if (residual != NULL) {
-    int same = tf.TensorType(residual) == TF_FLOAT && tf.NumDims(residual) == rank;
-    for (int d = 0; same && d < rank; d++) same = tf.Dim(residual, d) == (rank == 4 ? dims : matrix)[d];
-    if (!same) {
-      snprintf(why, sizeof why, "the residual must be float32 shaped as the output");
+    const int rrank = tf.NumDims(residual);
+    int fits = tf.TensorType(residual) == TF_FLOAT && rrank <= rank;
+    for (int i = 0; fits && i < rrank; i++) {
+      // Aligned on the right: a matrix's [N, C] sit at dimensions 0 and 3.
+      const int d = rank == 4 ? 4 - rrank + i : (rrank == 2 && i == 0 ? 0 : 3);
+      rdims[d] = tf.Dim(residual, i);
+    }
+    for (int d = 0; fits && d < 4; d++) {
+      odims[d] = cdims[d] == 1 ? rdims[d] : cdims[d];
+      fits = rdims[d] == odims[d] || rdims[d] == 1;
+      broadcast |= rdims[d] != cdims[d];
+    }
+    if (!fits) {
+      snprintf(why, sizeof why, "the residual (float32 of rank %d) does not broadcast with the output [%lld, %lld, %lld, %lld]",
+               rrank, (long long)cdims[0], (long long)cdims[1], (long long)cdims[2], (long long)cdims[3]);
       goto done;
     }
   }
-  TF_Tensor *output = tf.AllocateOutput(ctx, 0, TF_FLOAT, rank == 4 ? dims : matrix, rank, (size_t)size * sizeof(float), status);
+  const int64_t out_dims[4] = {odims[0], rank == 4 ? odims[1] : odims[3], odims[2], odims[3]};
+  const int64_t size = odims[0] * odims[1] * odims[2] * odims[3], conv_size = batch * g.out_h * g.out_w * out_channels;
+  TF_Tensor *output = tf.AllocateOutput(ctx, 0, TF_FLOAT, out_dims, rank, (size_t)size * sizeof(float), status);
   if (tf.GetCode(status) != TF_OK) goto done;
   held[4] = output;
-  if (size > 0 && (pad_y[0] | pad_y[1] | pad_x[0] | pad_x[1]) != 0) {
+  if (conv_size > 0 && (pad_y[0] | pad_y[1] | pad_x[0] | pad_x[1]) != 0) {
     g.x = padded = pad_images(tf.TensorData(images), batch, height, width, channels, pad_y, pad_x);
     if (padded == NULL) {
       code = TF_RESOURCE_EXHAUSTED;
@@ -399,13 +439,24 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
       goto done;
     }
   }
-  if (size > 0) {
+  if (conv_size > 0 && !broadcast) {
     const char *error = convolve(conv, &g, tf.TensorData(filter), k, tf.TensorData(bias),
                                  residual != NULL ? tf.TensorData(residual) : NULL, out_channels, tf.TensorData(output));
     if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
+  } else if (size > 0) {
+    // The convolution and its bias first, then the broadcast addition and the activation.
+    Conv plain = *conv;
+    plain.activation = ACT_NONE;
+    between = malloc((size_t)conv_size * sizeof *between);
+    const char *error = between == NULL ? "out of memory for the convolution's output"
+                                        : convolve(&plain, &g, tf.TensorData(filter), k, tf.TensorData(bias), NULL,
+                                                   out_channels, between);
+    if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
+    else add_broadcast(between, cdims, tf.TensorData(residual), rdims, odims, conv->activation, tf.TensorData(output));
   }
 done:
   free(padded);
+  free(between);
   if (why[0] != '\0') tf.SetStatus(status, code, why);
   if (tf.GetCode(status) != TF_OK) tf.Failure(ctx, status);
   for (int i = 0; i < 5; i++) {

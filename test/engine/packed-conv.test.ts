@@ -12,7 +12,7 @@ import type { JsonNode } from '../../src/engine/saved-model';
 import { convolutionKernels } from '../../src/tf-ops';
 import { tf } from '../helpers/runtime';
 import { CASES, outputShape } from './conv-cases';
-import { caseTensors, packedConv, type ConvCase } from './conv-op';
+import { caseTensors, packedConv, values, type ConvCase } from './conv-op';
 
 /** TensorFlow's own ops for the case: convolution (or matrix product), bias, residual, activation. */
 function reference(c: ConvCase, t: ReturnType<typeof caseTensors>): Tensor {
@@ -88,11 +88,37 @@ test('the AVX-512, AVX2 and portable kernels give the same bits on every geometr
   console.log(`  compared: ${[...new Set([best.kernels, vector === 'avx512' ? 'avx2' : '', 'portable'])].filter(Boolean).join(', ')}`);
 });
 
-test('refuses a filter not packed for its images, a residual of another shape, and bad attributes, naming them', () => {
+test('a residual of another shape broadcasts as AddV2 does, the output growing where the residual is larger', () => {
+  const cases: [ConvCase, number[]][] = [
+    [{ input: [2, 4, 4, 8], kernel: [3, 3], outChannels: 16, padding: 'SAME', activation: 'Relu' }, [16]],
+    [{ input: [2, 4, 4, 8], kernel: [3, 3], outChannels: 16, padding: 'SAME' }, [2, 1, 1, 16]],
+    [{ input: [2, 4, 4, 8], kernel: [3, 3], outChannels: 40, padding: 'SAME', activation: 'Relu6' }, [4, 1, 1]],
+    [{ input: [2, 1, 1, 8], kernel: [1, 1], outChannels: 16, padding: 'VALID', activation: 'Relu' }, [2, 3, 3, 16]],
+    [{ input: [5, 12], kernel: [1, 1], outChannels: 7, padding: 'VALID' }, [7]],
+    [{ input: [5, 12], kernel: [1, 1], outChannels: 7, padding: 'VALID' }, [5, 1]],
+  ];
+  const before = tf.memory().numTensors;
+  for (const [i, [c, residualShape]] of cases.entries()) {
+    const t = caseTensors(tf, c, 40 + i, outputShape(c));
+    const residual = tf.tensor(values(residualShape.reduce((a, b) => a * b, 1), 90 + i), residualShape, 'float32');
+    const got = packedConv(tf, c, { ...t, residual });
+    const want = reference(c, { ...t, residual });
+    assert.equal(got.shape, want.shape, `${describeCase(c)} + [${residualShape}]`);
+    const a = got.dataSync() as Float32Array;
+    const b = want.dataSync() as Float32Array;
+    let worst = 0;
+    for (let k = 0; k < a.length; k++) worst = Math.max(worst, Math.abs(a[k] - b[k]));
+    assert.ok(worst < 2e-5, `${describeCase(c)} + [${residualShape}]: max |packed - TensorFlow| = ${worst}`);
+    tf.dispose([got, want, residual, ...Object.values(t).filter((x): x is Tensor => x !== undefined)]);
+  }
+  assert.is(tf.memory().numTensors, before);
+});
+
+test('refuses a filter not packed for its images, a residual that does not broadcast, and bad attributes, naming them', () => {
   const c: ConvCase = { input: [1, 4, 4, 8], kernel: [3, 3], outChannels: 16, padding: 'SAME', residual: true };
   const t = caseTensors(tf, c, 3, outputShape(c));
   const wrongResidual = tf.zeros([1, 4, 4, 8]);
-  assert.throws(() => packedConv(tf, c, { ...t, residual: wrongResidual }), /the residual must be float32 shaped as the output/);
+  assert.throws(() => packedConv(tf, c, { ...t, residual: wrongResidual }), /the residual \(float32 of rank 4\) does not broadcast with the output \[1, 4, 4, 16\]/);
   const wider = tf.zeros([1, 4, 4, 9]);
   assert.throws(() => packedConv(tf, c, { ...t, images: wider }), /filter must be float32 \[1, 81, 32\] \(panels of 3 x 3 x 9 inputs\)/);
   assert.throws(() => packedConv(tf, { ...c, kernel: [3, 3, 3] as unknown as [number, number] }, t), /kernel_size needs 2 values, has 3/);
