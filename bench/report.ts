@@ -246,7 +246,7 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     ...runs.flatMap((r) => (r.description ? [`- ${r.description}`] : [])),
     `- ${info.model}`,
     `- Load: closed loop (each of N connections sends its next request as soon as the previous answer arrived), ` +
-      `${info.requestsPerLevel} requests per server and level (at least 4 per connection in each slice, so more at ` +
+      `${info.requestsPerLevel} requests per server and level (at least 12 per connection in each slice, so more at ` +
       `high concurrency) or ${info.maxSeconds} s, whichever comes first, over the ` +
       `${info.photos} photos (JPEG and PNG) of \`${info.images}\` in the same round-robin order for ` +
       'every server, after one warm-up pass over all photos.',
