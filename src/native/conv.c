@@ -297,12 +297,13 @@ static const char *convolve(const Conv *conv, const Geometry *g, const float *fi
   // residual and its bias, zero-padded.
   const int64_t edge_cols = out_channels - (panels - 1) * PANEL;
   float edge_bias[PANEL] = {0};
-  float *edge = malloc((size_t)(2 * isa.max_rows * PANEL) * sizeof *edge), *edge_residual = edge + isa.max_rows * PANEL;
+  float *edge = malloc((size_t)(2 * isa.max_rows * PANEL) * sizeof *edge);
   const char *error = NULL;
   if (rows == NULL || edge == NULL) {
     error = "out of memory for the convolution's row pointers";
     goto done;
   }
+  float *edge_residual = edge + isa.max_rows * PANEL;
   memcpy(edge_bias, bias + (panels - 1) * PANEL, (size_t)edge_cols * sizeof *bias);
   for (int64_t m0 = 0; m0 < m_total; m0 += BLOCK_ROWS) {
     const int64_t count = m_total - m0 < BLOCK_ROWS ? m_total - m0 : BLOCK_ROWS;
