@@ -548,8 +548,7 @@ static int conv_exports(napi_env env, napi_value exports) {
          napi_set_named_property(env, exports, "kernels", fn) == napi_ok;
 }
 
-static void define_op(TF_Status *status) {
-  TF_OpDefinitionBuilder *op = tf.NewOpDefinitionBuilder(OP_NAME);
+static void define_op(TF_OpDefinitionBuilder *op) {
   tf.AddInput(op, "images: float");
   tf.AddInput(op, "filter: float");
   tf.AddInput(op, "bias: float");
@@ -561,9 +560,4 @@ static void define_op(TF_Status *status) {
   tf.AddAttr(op, "padding: {'SAME', 'VALID', 'EXPLICIT'}");
   tf.AddAttr(op, "explicit_paddings: list(int) = []");
   tf.AddAttr(op, "activation: {'None', 'Relu', 'Relu6'} = 'None'");
-  tf.SetShapeInferenceFunction(op, unknown_shape);
-  tf.RegisterOpDefinition(op, status);
-  if (tf.GetCode(status) == TF_OK) {
-    tf.RegisterKernelBuilder(OP_NAME "Cpu", tf.NewKernelBuilder(OP_NAME, "CPU", create, compute, destroy), status);
-  }
 }

@@ -184,17 +184,11 @@ static void *create(TF_OpKernelConstruction *ctx) {
 
 static void destroy(void *kernel) { (void)kernel; }
 
-static void define_op(TF_Status *status) {
-  TF_OpDefinitionBuilder *op = tf.NewOpDefinitionBuilder(OP_NAME);
+static void define_op(TF_OpDefinitionBuilder *op) {
   tf.AddInput(op, "images: uint8");
   tf.AddInput(op, "x_bounds: int32");
   tf.AddInput(op, "x_weights: int32");
   tf.AddInput(op, "y_bounds: int32");
   tf.AddInput(op, "y_weights: int32");
   tf.AddOutput(op, "resized: uint8");
-  tf.SetShapeInferenceFunction(op, unknown_shape);
-  tf.RegisterOpDefinition(op, status);
-  if (tf.GetCode(status) == TF_OK) {
-    tf.RegisterKernelBuilder(OP_NAME "Cpu", tf.NewKernelBuilder(OP_NAME, "CPU", create, compute, destroy), status);
-  }
 }

@@ -4,7 +4,7 @@
 //
 // The declarations are the subset of TensorFlow's stable C API (tensorflow/c/kernels.h, ops.h, tf_status.h,
 // tf_tensor.h) the ops use; the opaque types stay opaque. Each addon is one translation unit that includes this file
-// once and defines define_op(), which registers the op's definition and its CPU kernel.
+// once and defines define_op() (the op's inputs, outputs and attributes) and its kernel's create, compute, destroy.
 #ifndef TF_OP_ADDON_H
 #define TF_OP_ADDON_H
 
@@ -65,8 +65,14 @@ static struct {
   void (*GraphGetOpDef)(TF_Graph *, const char *, TF_Buffer *, TF_Status *);
 } tf;
 
-// Defined by the including addon: adds OP_NAME's definition and CPU kernel to TensorFlow's registries.
-static void define_op(TF_Status *status);
+// Defined by the including addon: OP_NAME's inputs, outputs and attributes, and its CPU kernel's functions.
+static void define_op(TF_OpDefinitionBuilder *op);
+static void *create(TF_OpKernelConstruction *ctx);
+static void compute(void *kernel, TF_OpKernelContext *ctx);
+static void destroy(void *kernel);
+
+// The output's shape is left to the kernel: the session graph needs no static shapes after the ops.
+static void unknown_shape(TF_ShapeInferenceContext *ctx, TF_Status *status) { tf.SetUnknownShape(ctx, status); }
 #ifdef EXTRA_EXPORTS
 // Defined by an addon that defines EXTRA_EXPORTS: adds its own functions to the module's exports (0 on failure).
 static int EXTRA_EXPORTS(napi_env env, napi_value exports);
@@ -139,14 +145,17 @@ static void register_op(void) {
 
   TF_Status *status = tf.NewStatus();
   if (!already_registered(status)) {
-    define_op(status);
+    TF_OpDefinitionBuilder *op = tf.NewOpDefinitionBuilder(OP_NAME);
+    define_op(op);
+    tf.SetShapeInferenceFunction(op, unknown_shape);
+    tf.RegisterOpDefinition(op, status);
+    if (tf.GetCode(status) == TF_OK) {
+      tf.RegisterKernelBuilder(OP_NAME "Cpu", tf.NewKernelBuilder(OP_NAME, "CPU", create, compute, destroy), status);
+    }
     if (tf.GetCode(status) != TF_OK) snprintf(failure, sizeof failure, "registering %s failed: %s", OP_NAME, tf.Message(status));
   }
   tf.DeleteStatus(status);
 }
-
-// The output's shape is left to the kernel: the session graph needs no static shapes after the ops.
-static void unknown_shape(TF_ShapeInferenceContext *ctx, TF_Status *status) { tf.SetUnknownShape(ctx, status); }
 
 // register(): makes the op available to this process's TensorFlow (once) and returns its name.
 static napi_value Register(napi_env env, napi_callback_info info) {
