@@ -15,11 +15,19 @@ export const OP_ADDONS = {
 export type OwnOp = keyof typeof OP_ADDONS;
 
 const registered = new Set<OwnOp>();
+const missingText = (file: string) => `${file} is missing: \`make build\` compiles it`;
 
 /** Why the addons cannot be loaded (the first one missing), or null when all are built. */
 export function opAddonMissing(): string | null {
   const missing = Object.values(OP_ADDONS).find((file) => !existsSync(file));
-  return missing === undefined ? null : `${missing} is missing: \`make build\` compiles it`;
+  return missing === undefined ? null : missingText(missing);
+}
+
+/** The addon of `op`, loaded (Node loads a file once per thread); `what` leads the error when it is not built. */
+function addon<T>(op: OwnOp, what: string): T {
+  const file = OP_ADDONS[op];
+  if (!existsSync(file)) throw new Error(`${what}${missingText(file)}`);
+  return require(file) as T;
 }
 
 interface ConvAddon {
@@ -33,19 +41,15 @@ interface ConvAddon {
  * (CONV_KERNELS may pick slower ones). Loading the addon needs no TensorFlow.
  */
 export function convolutionKernels(): { vector: 'avx512' | 'avx2' | null; running: 'avx512' | 'avx2' | 'portable' } {
-  const file = OP_ADDONS.PackedConv2D;
-  if (!existsSync(file)) throw new Error(`${file} is missing: \`make build\` compiles it`);
-  const addon = require(file) as ConvAddon;
-  return { vector: addon.vectorKernels(), running: addon.kernels() };
+  const conv = addon<ConvAddon>('PackedConv2D', '');
+  return { vector: conv.vectorKernels(), running: conv.kernels() };
 }
 
 /** Registers `op` with this process's TensorFlow (once; the binding must be loaded) and returns its name. */
 export function registerOp(op: OwnOp): OwnOp {
   if (!registered.has(op)) {
-    const file = OP_ADDONS[op];
-    if (!existsSync(file)) throw new Error(`the TensorFlow op ${op} cannot run: ${file} is missing: \`make build\` compiles it`);
-    const name = (require(file) as { register(): string }).register();
-    if (name !== op) throw new Error(`${file} registered ${name}, not ${op}`);
+    const name = addon<{ register(): string }>(op, `the TensorFlow op ${op} cannot run: `).register();
+    if (name !== op) throw new Error(`${OP_ADDONS[op]} registered ${name}, not ${op}`);
     registered.add(op);
   }
   return op;

@@ -5,13 +5,12 @@
 import type { Tensor } from '@tensorflow/tfjs-node';
 import { nativeBackend, type Tf } from '../runtime';
 import { registerOp } from '../tf-ops';
-import type { GraphNode, JsonAttr, JsonNode } from './saved-model';
+import { fromBase64, toBase64, type GraphNode, type JsonAttr, type JsonNode } from './saved-model';
 
 /** Output channels per panel of a packed filter (PANEL in src/native/conv.c, which checks the filter's shape). */
 export const PANEL = 32;
 
-const text = (attr: JsonAttr | undefined): string | undefined => (attr?.s === undefined ? undefined : Buffer.from(attr.s, 'base64').toString('utf8'));
-const base64 = (s: string): string => Buffer.from(s).toString('base64');
+const text = (attr: JsonAttr | undefined): string | undefined => (attr?.s === undefined ? undefined : fromBase64(attr.s));
 const ACTIVATIONS = ['Relu', 'Relu6'];
 
 /** How a node becomes PackedConv2D. */
@@ -40,7 +39,7 @@ export interface PackingPlan {
 function fusedActivation(node: JsonNode): PackedNode['activation'] | undefined {
   if (node.op === 'Conv2D' || node.op === 'MatMul') return 'None';
   if (Number(node.attr?.num_args?.i ?? 0) !== 1) return undefined;
-  const fused = (node.attr?.fused_ops?.list?.s ?? []).map((s) => Buffer.from(s, 'base64').toString('utf8'));
+  const fused = (node.attr?.fused_ops?.list?.s ?? []).map(fromBase64);
   if (fused[0] !== 'BiasAdd' || fused.length > 2) return undefined;
   if (fused.length === 1) return 'None';
   return ACTIVATIONS.includes(fused[1]) ? (fused[1] as PackedNode['activation']) : undefined;
@@ -147,8 +146,8 @@ export function packedNode(entry: PackedNode): GraphNode[] {
   const own: Record<string, JsonAttr> = {
     kernel_size: { list: { i: [kh, kw] } },
     strides: conv ? (attrs.strides ?? { list: { i: [1, 1, 1, 1] } }) : { list: { i: [1, 1, 1, 1] } },
-    padding: conv ? (attrs.padding as JsonAttr) : { s: base64('VALID') },
-    activation: { s: base64(entry.activation) },
+    padding: conv ? (attrs.padding as JsonAttr) : { s: toBase64('VALID') },
+    activation: { s: toBase64(entry.activation) },
     num_residual: { i: entry.residual === undefined ? 0 : 1 },
   };
   if (conv && attrs.explicit_paddings) own.explicit_paddings = attrs.explicit_paddings;

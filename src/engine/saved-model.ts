@@ -132,5 +132,9 @@ export function savedModelBytes(nodes: GraphNode[], signature: { inputs: TensorS
   return saved.serializeBinary() as Uint8Array;
 }
 
+/** A string attribute's text (model.json stores strings base64-encoded), and the encoding of one. */
+export const fromBase64 = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
+export const toBase64 = (s: string): string => Buffer.from(s).toString('base64');
+
 /** Raw little-endian bytes of a typed array, for a constant. */
 export const bytesOf = (values: Float32Array | Int32Array): Uint8Array => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);

@@ -7,7 +7,7 @@
 // without TArgs (added here), tfjs's FusedDepthwiseConv2dNative (written out as depthwise convolution,
 // bias and activation, which Grappler fuses again), a ConcatV2 of one tensor.
 import { packedNode, packFilter, planPacking, type PackedNode } from './packed-conv';
-import { bytesOf, savedModelBytes, type GraphNode, type JsonAttr, type JsonNode } from './saved-model';
+import { bytesOf, fromBase64, savedModelBytes, toBase64, type GraphNode, type JsonAttr, type JsonNode } from './saved-model';
 
 /** The parts of a TF.js graph model this module reads (model.json's JSON encoding of TF protos). */
 export interface GraphModelArtifacts {
@@ -24,8 +24,6 @@ export interface SessionSignature {
 
 const WEIGHT_BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
 const TF_DTYPE: Record<string, string> = { float32: 'DT_FLOAT', int32: 'DT_INT32', bool: 'DT_BOOL' };
-
-const decodeString = (s: string): string => Buffer.from(s, 'base64').toString('utf8');
 
 /**
  * A tfjs fused node as TensorFlow's registry wants it. _FusedConv2D and _FusedMatMul are TensorFlow ops too
@@ -86,7 +84,7 @@ function unfuse(node: JsonNode, rankOf: (name: string) => number | undefined): G
   const plain = base[node.op];
   if (!plain) return undefined;
   const attrs = { ...(node.attr ?? {}) };
-  const fused = (attrs.fused_ops?.list?.s ?? []).map(decodeString);
+  const fused = (attrs.fused_ops?.list?.s ?? []).map(fromBase64);
   const numArgs = Number(attrs.num_args?.i ?? 0);
   for (const key of ['fused_ops', 'num_args', 'epsilon', 'leakyrelu_alpha', 'TArgs']) delete attrs[key];
   delete attrs.use_cudnn_on_gpu;
@@ -101,7 +99,7 @@ function unfuse(node: JsonNode, rankOf: (name: string) => number | undefined): G
       if (!bias) throw new Error(`${node.name}: BiasAdd without a bias input`);
       // tfjs broadcasts the fused bias; TensorFlow's BiasAdd takes only a vector (a Gemm's C can be [1, 1]).
       steps.push(rankOf(bias) === 1
-        ? ['BiasAdd', [bias], { T, data_format: { s: Buffer.from('NHWC').toString('base64') } }]
+        ? ['BiasAdd', [bias], { T, data_format: { s: toBase64('NHWC') } }]
         : ['AddV2', [bias], { T }]);
     } else if (['Relu', 'Relu6', 'Elu', 'Sigmoid', 'Tanh'].includes(fusedOp)) {
       steps.push([fusedOp, [], { T }]);
@@ -166,7 +164,7 @@ function variableNodes(name: string, dtype: JsonAttr, shape: number[]): GraphNod
   const handle = `${name}/variable`;
   const value = initialValueName(name).replace(/:0$/, '');
   return [
-    { name: handle, op: 'VarHandleOp', inputs: [], attrs: { dtype, shape: shapeAttr, shared_name: { s: Buffer.from(name).toString('base64') }, container: { s: '' } } },
+    { name: handle, op: 'VarHandleOp', inputs: [], attrs: { dtype, shape: shapeAttr, shared_name: { s: toBase64(name) }, container: { s: '' } } },
     { name: value, op: 'Placeholder', inputs: [], attrs: { dtype, shape: shapeAttr } },
     { name: `${name}/assign`, op: 'AssignVariableOp', inputs: [handle, value], attrs: { dtype } },
     { name, op: 'ReadVariableOp', inputs: [handle], attrs: { dtype } },

@@ -3,25 +3,13 @@
 import type { Tensor } from '@tensorflow/tfjs-node';
 import { packFilter, runPackedConv, type PackedConvOptions } from '../../src/engine/packed-conv';
 import type { Tf } from '../../src/runtime';
+import { seeded as values } from '../helpers/tiny-graph-model';
 
 export interface ConvCase extends PackedConvOptions {
   /** [N, H, W, C], or [N, C] for a matrix product. */
   input: number[];
   outChannels: number;
   residual?: boolean;
-}
-
-/** Deterministic values in [-1, 1) from a seed. */
-export function values(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let state = seed >>> 0 || 1;
-  for (let i = 0; i < count; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    out[i] = (state >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 /** The case's tensors: images, HWIO filter, bias, and the residual (shaped as the output) when it has one. */

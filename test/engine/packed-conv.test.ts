@@ -12,7 +12,8 @@ import type { JsonNode } from '../../src/engine/saved-model';
 import { convolutionKernels } from '../../src/tf-ops';
 import { tf } from '../helpers/runtime';
 import { CASES, outputShape } from './conv-cases';
-import { caseTensors, packedConv, values, type ConvCase } from './conv-op';
+import { seeded as values } from '../helpers/tiny-graph-model';
+import { caseTensors, packedConv, type ConvCase } from './conv-op';
 
 /** TensorFlow's own ops for the case: convolution (or matrix product), bias, residual, activation. */
 function reference(c: ConvCase, t: ReturnType<typeof caseTensors>): Tensor {
