@@ -1,5 +1,7 @@
 // Dynamic batching: jobs queue in arrival order; whenever one of the runners (a worker, or the in-process engine)
 // is free it takes every queued job up to the batch limit, so batches grow with load and a lone job is not held.
+// A runner that can still take jobs into the batch it runs (a worker decoding, before its model call) is handed
+// jobs that arrive while no runner is free: under steady load no job waits for a whole batch to end.
 
 /**
  * What a runner gives back for each job of a batch, in the batch's order. `retry`: the job was not run through no
@@ -7,8 +9,18 @@
  */
 export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown; retry?: boolean };
 
-/** Runs one batch; must settle every job (a rejection fails the whole batch). */
+/** Runs one batch; must settle every job, those added included (a rejection fails the whole batch). */
 export type BatchRunner<J, R> = (jobs: J[]) => Promise<Settled<R>[]>;
+
+/** A runner whose running batch may grow. */
+export interface GrowingRunner<J, R> {
+  run: BatchRunner<J, R>;
+  /**
+   * Offers jobs to the batch running now; false when it takes no more (its model call began). Jobs taken are settled
+   * after those given to `run`, in the order added; one offered too late to make the batch is settled with `retry`.
+   */
+  add(jobs: J[]): boolean;
+}
 
 export interface BatcherOptions {
   /** Largest number of jobs one runner takes at once. */
@@ -30,18 +42,20 @@ interface Pending<J, R> {
 
 export class Batcher<J, R> {
   private readonly queue: Pending<J, R>[] = [];
-  private readonly free: BatchRunner<J, R>[];
+  private readonly free: GrowingRunner<J, R>[];
+  /** The batch each busy runner is running, in the order its results come. */
+  private readonly running = new Map<GrowingRunner<J, R>, Pending<J, R>[]>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(
-    runners: BatchRunner<J, R>[],
+    runners: (BatchRunner<J, R> | GrowingRunner<J, R>)[],
     private readonly options: BatcherOptions,
   ) {
     if (runners.length === 0) throw new RangeError('a Batcher needs at least one runner');
     if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1) throw new RangeError(`maxBatch must be an integer >= 1, got ${options.maxBatch}`);
     if (!(options.maxDelayMs >= 0)) throw new RangeError(`maxDelayMs must be >= 0, got ${options.maxDelayMs}`);
-    this.free = [...runners];
+    this.free = runners.map((r) => (typeof r === 'function' ? { run: r, add: () => false } : r));
   }
 
   /** Jobs waiting for a runner (not those running). */
@@ -96,6 +110,26 @@ export class Batcher<J, R> {
       }
       this.start();
     }
+    if (this.free.length === 0) this.grow();
+  }
+
+  /** Hands queued jobs to running batches with room, the smallest batch first. */
+  private grow(): void {
+    const batches = [...this.running].sort((a, b) => a[1].length - b[1].length);
+    for (const [runner, batch] of batches) {
+      const room = this.options.maxBatch - batch.length;
+      if (this.queue.length === 0) return;
+      if (room <= 0) continue;
+      const taken = this.queue.slice(0, room);
+      if (!runner.add(taken.map((p) => p.job))) continue;
+      this.queue.splice(0, taken.length);
+      this.unwatch(taken);
+      batch.push(...taken);
+    }
+  }
+
+  private unwatch(taken: Pending<J, R>[]): void {
+    for (const p of taken) if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
   }
 
   /** Hands the oldest jobs, up to the limit, to a free runner. */
@@ -108,8 +142,10 @@ export class Batcher<J, R> {
       return;
     }
     const batch = this.queue.splice(0, this.options.maxBatch);
-    for (const p of batch) if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
-    void runner(batch.map((p) => p.job))
+    this.unwatch(batch);
+    this.running.set(runner, batch);
+    void runner
+      .run(batch.map((p) => p.job))
       .then(
         (results) => {
           if (results.length !== batch.length) throw new Error(`a batch runner settled ${results.length} of ${batch.length} jobs`);
@@ -129,6 +165,7 @@ export class Batcher<J, R> {
       )
       .catch((error: unknown) => batch.forEach((p) => p.reject(error)))
       .finally(() => {
+        this.running.delete(runner);
         this.free.push(runner);
         this.dispatch();
       });

@@ -82,20 +82,25 @@ function infer(stages: Stages, inputs: Float32Array[]): Float32Array[] {
 /**
  * Runs one batch of jobs: each image prepared on its own (a bad upload fails only its job), all prepared images
  * inferred in one model call, each answered with its own top-k. `progress` hears of each step before it starts.
+ * After each image, `more` may hand over jobs that arrived meanwhile: they join this batch, answered after the
+ * others in the order they came.
  */
 export async function runBatch(
   stages: Stages,
   jobs: PredictJob[],
-  progress: (step: number | 'infer') => void = () => undefined,
+  progress: (step: { index: number; job: PredictJob } | 'infer') => void = () => undefined,
+  more: () => PredictJob[] = () => [],
 ): Promise<Settled<PipelineResult>[]> {
+  const all = [...jobs];
   const prepared: Settled<PreparedImage>[] = [];
-  for (const [index, job] of jobs.entries()) {
-    progress(index);
+  for (let index = 0; index < all.length; index++) {
+    progress({ index, job: all[index] });
     try {
-      prepared.push({ ok: true, value: await prepare(stages, job.bytes) });
+      prepared.push({ ok: true, value: await prepare(stages, all[index].bytes) });
     } catch (error) {
       prepared.push({ ok: false, error });
     }
+    all.push(...more());
   }
   const ready = prepared.flatMap((p, i) => (p.ok ? [{ i, image: p.value }] : []));
   let logits: Float32Array[] = [];
@@ -112,7 +117,7 @@ export async function runBatch(
     const timing = { batchSize: ready.length, inferMs: performance.now() - started };
     ready.forEach(({ i, image }, k) => {
       try {
-        results[i] = { ok: true, value: { predictions: topPredictions(stages.tf, logits[k], jobs[i].topk, stages.model.labels), source: image.source, timing } };
+        results[i] = { ok: true, value: { predictions: topPredictions(stages.tf, logits[k], all[i].topk, stages.model.labels), source: image.source, timing } };
       } catch (error) {
         results[i] = { ok: false, error };
       }

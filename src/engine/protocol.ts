@@ -1,4 +1,5 @@
 // Messages between the worker pool (main thread) and its workers, and how errors cross the thread boundary.
+import type { MessagePort } from 'node:worker_threads';
 import { ServiceError, type ErrorCode } from '../errors';
 import type { RuntimeInfo } from '../runtime';
 import type { Settled } from './batcher';
@@ -14,6 +15,8 @@ export interface WorkerSetup {
   maxPixels: number;
   honourExif: boolean;
   decodeTimeoutMs: number;
+  /** Where the pool sends jobs that join the running batch (MoreJobs); the worker reads it between images. */
+  more: MessagePort;
 }
 
 export interface WireJob {
@@ -24,6 +27,12 @@ export interface WireJob {
 
 export type ToWorker = { type: 'batch'; id: number; jobs: WireJob[] };
 
+/** Jobs for batch `id` if it still gathers; the worker drops them once its model call began (the pool retries them). */
+export interface MoreJobs {
+  id: number;
+  jobs: WireJob[];
+}
+
 export type WireError =
   | { kind: 'service'; status: number; code: ErrorCode; message: string; expose: boolean; headers: Record<string, string> }
   | { kind: 'error'; name: string; message: string; stack?: string };
@@ -32,8 +41,10 @@ export type FromWorker =
   | { type: 'ready'; runtime: RuntimeInfo }
   /** Job `index` of batch `id` starts decoding; `selfTimed`: its decoder enforces the time budget itself. */
   | { type: 'decoding'; id: number; index: number; selfTimed: boolean }
+  /** Batch `id` takes no more jobs: its model call begins. */
   | { type: 'inferring'; id: number }
   | { type: 'failed'; error: WireError }
+  /** One result per job the batch took, in order: fewer than were sent when MoreJobs came too late. */
   | { type: 'results'; id: number; results: ({ ok: true; value: PipelineResult } | { ok: false; error: WireError })[]; tensors: number };
 
 export function toWire(err: unknown): WireError {

@@ -2,7 +2,7 @@
 // The main thread keeps only HTTP, admission and the queue, so it answers /health at once under any load.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 // libvips (sharp) stays loaded for the life of the process: unloading it when a worker thread exits can crash.
 import 'sharp';
 import { describe, ServiceError } from '../errors';
@@ -10,10 +10,10 @@ import { leavesMemoryBehind, ownArrayBuffer, tooSlow } from '../image/decode';
 import type { Logger } from '../logger';
 import { releaseFreedMemory } from '../memory';
 import type { RuntimeInfo } from '../runtime';
-import { Batcher, type BatcherOptions, type Settled } from './batcher';
+import { Batcher, type BatcherOptions, type GrowingRunner, type Settled } from './batcher';
 import { readModelFolder, sessionOptions, writeSessionModel, type ModelMetadata } from './model';
 import type { Pipeline, PipelineResult, PredictJob } from './pipeline';
-import { fromWire, type FromWorker, type ToWorker, type WorkerSetup } from './protocol';
+import { fromWire, type FromWorker, type MoreJobs, type ToWorker, type WireJob, type WorkerSetup } from './protocol';
 
 export interface PoolOptions extends BatcherOptions {
   modelDir: string;
@@ -51,8 +51,11 @@ export class WorkerStartError extends Error {
 // Compiled (dist/) the worker is worker.js; run through tsx, worker.ts, loaded with the parent's -r tsx/cjs.
 const WORKER_FILE = path.join(__dirname, `worker${path.extname(__filename)}`);
 
+/** Each upload goes over in a buffer of its own: a small Buffer shares Node's pool with other allocations. */
+const toWire = (jobs: PredictJob[]): WireJob[] => jobs.map((job) => ({ bytes: ownArrayBuffer(job.bytes), topk: job.topk }));
+
 /**
- * One worker thread: runs one batch at a time. It reports each decode as it starts, and one that runs past the
+ * One worker thread: runs one batch at a time, which takes more jobs until its model call. It reports each decode as it starts, and one that runs past the
  * decode budget ends the thread: that job gets 422 decode_timeout, the others of its batch go back to the queue.
  * A thread that dies while decoding blames that job the same way (413 when its heap limit was hit); one that dies
  * in the model call fails its whole batch.
@@ -60,7 +63,11 @@ const WORKER_FILE = path.join(__dirname, `worker${path.extname(__filename)}`);
 class EngineWorker {
   readonly ready: Promise<RuntimeInfo>;
   private readonly thread: Worker;
+  /** Where jobs joining the running batch go (MoreJobs). */
+  private readonly more: MessagePort;
   private nextId = 0;
+  /** The batch that still takes jobs: sent, and its model call not begun. */
+  private gathering: number | undefined;
   /** Tensors the thread held after its last batch. */
   tensors = 0;
   private readonly running = new Map<number, { jobs: number; settle: (results: Settled<PipelineResult>[] | Error) => void }>();
@@ -69,11 +76,17 @@ class EngineWorker {
   private exited = false;
 
   constructor(
-    setup: WorkerSetup,
+    setup: Omit<WorkerSetup, 'more'>,
     heapMb: number,
     private readonly onExit: (worker: EngineWorker, reason: Error) => void,
   ) {
-    this.thread = new Worker(WORKER_FILE, { workerData: setup, resourceLimits: { maxOldGenerationSizeMb: heapMb } });
+    const channel = new MessageChannel();
+    this.more = channel.port1;
+    this.thread = new Worker(WORKER_FILE, {
+      workerData: { ...setup, more: channel.port2 } satisfies WorkerSetup,
+      transferList: [channel.port2],
+      resourceLimits: { maxOldGenerationSizeMb: heapMb },
+    });
     this.ready = new Promise((resolve, reject) => {
       this.thread.on('message', (message: FromWorker) => {
         if (message.type === 'ready') resolve(message.runtime);
@@ -82,13 +95,19 @@ class EngineWorker {
           this.stopClock();
           const timer = message.selfTimed ? undefined : setTimeout(() => this.end(setup.decodeTimeoutMs), setup.decodeTimeoutMs);
           this.decoding = { id: message.id, index: message.index, timer };
-        } else if (message.type === 'inferring') this.stopClock();
-        else {
+        } else if (message.type === 'inferring') {
+          this.stopClock();
+          if (this.gathering === message.id) this.gathering = undefined;
+        } else {
           this.stopClock();
           this.tensors = message.tensors;
           const batch = this.running.get(message.id);
           this.running.delete(message.id);
-          batch?.settle(message.results.map((r) => (r.ok ? r : { ok: false, error: fromWire(r.error) })));
+          if (!batch) return;
+          const results: Settled<PipelineResult>[] = message.results.map((r) => (r.ok ? r : { ok: false, error: fromWire(r.error) }));
+          // Jobs sent after the worker's last look before its model call: they go back to the queue.
+          while (results.length < batch.jobs) results.push({ ok: false, error: new Error('the batch had closed'), retry: true });
+          batch.settle(results);
         }
       });
       this.thread.on('error', (err) => this.fail(err, reject));
@@ -100,17 +119,29 @@ class EngineWorker {
     // A worker being replaced hands the jobs back to the queue, for its successor or another worker.
     if (this.exited) return Promise.resolve(jobs.map(() => ({ ok: false, error: new Error('engine worker replaced'), retry: true })));
     const id = this.nextId++;
-    // Each upload goes over in a buffer of its own: a small Buffer shares Node's pool with other allocations.
-    const wire = jobs.map((job) => ({ bytes: ownArrayBuffer(job.bytes), topk: job.topk }));
+    const wire = toWire(jobs);
     return new Promise((resolve, reject) => {
       this.running.set(id, { jobs: jobs.length, settle: (results) => (results instanceof Error ? reject(results) : resolve(results)) });
+      this.gathering = id;
       this.thread.postMessage({ type: 'batch', id, jobs: wire } satisfies ToWorker, wire.map((j) => j.bytes));
     });
+  }
+
+  /** Sends `jobs` to join the running batch; false once it has begun its model call (or the thread is gone). */
+  add(jobs: PredictJob[]): boolean {
+    const id = this.gathering;
+    const batch = id === undefined ? undefined : this.running.get(id);
+    if (this.exited || id === undefined || !batch) return false;
+    batch.jobs += jobs.length;
+    const wire = toWire(jobs);
+    this.more.postMessage({ id, jobs: wire } satisfies MoreJobs, wire.map((j) => j.bytes));
+    return true;
   }
 
   terminate(): Promise<number> {
     this.exited = true;
     this.stopClock();
+    this.more.close();
     return this.thread.terminate();
   }
 
@@ -139,6 +170,7 @@ class EngineWorker {
     if (this.exited) return;
     this.exited = true;
     const reason = new Error(`a decode ran past its budget of ${budgetMs} ms; the engine worker was ended`);
+    this.more.close();
     this.settleAll(tooSlow(undefined, budgetMs), reason);
     // A thread busy in native code stops when that call returns; its successor does not wait for it.
     void this.thread.terminate();
@@ -148,6 +180,7 @@ class EngineWorker {
   private fail(err: Error, rejectStart: (err: Error) => void): void {
     if (this.exited) return;
     this.exited = true;
+    this.more.close();
     rejectStart(err);
     this.settleAll(crashError(err), err);
     this.onExit(this, err);
@@ -172,7 +205,7 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   const { logger } = options;
   const folder = await readModelFolder(options.modelDir);
   const sessionDir = writeSessionModel(folder, sessionOptions(options.device));
-  const setup: WorkerSetup = {
+  const setup: Omit<WorkerSetup, 'more'> = {
     modelDir: options.modelDir,
     metadata: folder.metadata,
     sessionDir,
@@ -207,12 +240,30 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   // Loading and the first session runs freed much of what they allocated.
   releaseFreedMemory();
 
-  // Jobs remember when they were submitted, so that each answer tells how long it waited for its batch.
+  // Jobs remember when they were submitted and when a worker took them, so that each answer tells how long it waited.
   const submitted = new WeakMap<PredictJob, number>();
-  const runners = workers.map((_, slot) => async (jobs: PredictJob[]) => {
-    const started = performance.now();
-    const results = await workers[slot].run(jobs);
-    return results.map((r, i) => (r.ok ? { ok: true as const, value: { ...r.value, timing: { ...r.value.timing, queuedMs: started - (submitted.get(jobs[i]) ?? started) } } } : r));
+  const taken = new WeakMap<PredictJob, number>();
+  const take = (jobs: PredictJob[]) => jobs.forEach((job) => taken.set(job, performance.now()));
+  const runners = workers.map((_, slot): GrowingRunner<PredictJob, PipelineResult> => {
+    let batch: PredictJob[] = [];
+    return {
+      run: async (jobs) => {
+        batch = [...jobs];
+        take(jobs);
+        const results = await workers[slot].run(jobs);
+        return results.map((r, i) => {
+          if (!r.ok) return r;
+          const queuedMs = (taken.get(batch[i]) ?? 0) - (submitted.get(batch[i]) ?? 0);
+          return { ok: true as const, value: { ...r.value, timing: { ...r.value.timing, queuedMs } } };
+        });
+      },
+      add: (jobs) => {
+        if (!workers[slot].add(jobs)) return false;
+        take(jobs);
+        batch.push(...jobs);
+        return true;
+      },
+    };
   });
   const batcher = new Batcher<PredictJob, PipelineResult>(runners, { maxBatch: options.maxBatch, maxDelayMs: options.maxDelayMs });
   // Predictions not yet settled, so that close() can wait for them.

@@ -1,12 +1,13 @@
 // A worker thread of the engine: its own TensorFlow binding and session of the model; it runs the batches the pool
 // hands it (decode -> preprocess -> infer -> postprocess) off the server's event loop.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import sharp from 'sharp';
 import { decoderTimesItself } from '../image/decode';
 import { loadRuntime } from '../runtime';
 import { Model } from './model';
 import { createStages, runBatch, type Stages } from './pipeline';
-import { settledToWire, toWire, type FromWorker, type ToWorker, type WorkerSetup } from './protocol';
+import type { PredictJob } from './pipeline';
+import { settledToWire, toWire, type FromWorker, type MoreJobs, type ToWorker, type WireJob, type WorkerSetup } from './protocol';
 
 const port = parentPort;
 if (!port) throw new Error('src/engine/worker.ts runs as a worker thread of the engine (worker-pool.ts)');
@@ -25,16 +26,28 @@ async function start(setup: WorkerSetup): Promise<Stages> {
   return stages;
 }
 
-start(workerData as WorkerSetup).then(
+const jobFromWire = (job: WireJob): PredictJob => ({ bytes: new Uint8Array(job.bytes), topk: job.topk });
+
+/** Jobs the pool sent for batch `id` since the last look; those for a batch already past its model call are dropped. */
+function moreFor(channel: MessagePort, id: number): PredictJob[] {
+  const jobs: PredictJob[] = [];
+  for (let received = receiveMessageOnPort(channel); received; received = receiveMessageOnPort(channel)) {
+    const message = received.message as MoreJobs;
+    if (message.id === id) jobs.push(...message.jobs.map(jobFromWire));
+  }
+  return jobs;
+}
+
+const setup = workerData as WorkerSetup;
+start(setup).then(
   (stages) => {
     port.on('message', (message: ToWorker) => {
       const { id } = message;
-      const jobs = message.jobs.map((job) => ({ bytes: new Uint8Array(job.bytes), topk: job.topk }));
       // The pool times each decode from these messages and ends this thread if one runs past its budget.
-      const progress = (index: number | 'infer') =>
-        post(index === 'infer' ? { type: 'inferring', id } : { type: 'decoding', id, index, selfTimed: decoderTimesItself(jobs[index].bytes) });
-      void runBatch(stages, jobs, progress).then((results) =>
-        post({ type: 'results', id: message.id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors }),
+      const progress = (step: { index: number; job: PredictJob } | 'infer') =>
+        post(step === 'infer' ? { type: 'inferring', id } : { type: 'decoding', id, index: step.index, selfTimed: decoderTimesItself(step.job.bytes) });
+      void runBatch(stages, message.jobs.map(jobFromWire), progress, () => moreFor(setup.more, id)).then((results) =>
+        post({ type: 'results', id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors }),
       );
     });
   },

@@ -99,6 +99,78 @@ test('an abort while queued rejects at once with the reason and the job never ru
   assert.equal(runner.batches, [[1], [3]], 'the aborted jobs never reached the runner');
 });
 
+/** A gated runner whose running batch takes added jobs until `close()`; late ones come back as retries. */
+function growingRunner() {
+  const gated = gatedRunner();
+  let open = false;
+  let batch: number[] = [];
+  const offered: number[][] = [];
+  return {
+    ...gated,
+    offered,
+    close: () => (open = false),
+    runner: {
+      run: async (jobs: number[]) => {
+        open = true;
+        batch = [...jobs];
+        const results = await gated.run(jobs);
+        // Those added while open ran with the batch; a real runner settles them the same way.
+        return [...results, ...batch.slice(jobs.length).map((j) => ({ ok: true as const, value: j * 10 }))];
+      },
+      add: (jobs: number[]) => {
+        offered.push(jobs);
+        if (!open) return false;
+        batch.push(...jobs);
+        return true;
+      },
+    },
+  };
+}
+
+test('jobs that arrive while every runner is busy join a running batch that still gathers, up to the limit', async () => {
+  const r = growingRunner();
+  const batcher = new Batcher<number, number>([r.runner], { maxBatch: 3, maxDelayMs: 0 });
+  const first = batcher.submit(1);
+  await r.started(1);
+  const joined = [batcher.submit(2), batcher.submit(3)];
+  assert.is(batcher.queued, 0, 'both joined the running batch');
+  const waiting = batcher.submit(4);
+  assert.is(batcher.queued, 1, 'the batch was full');
+  r.release();
+  assert.equal(await Promise.all([first, ...joined]), [10, 20, 30]);
+  await r.started(2);
+  r.close();
+  const late = batcher.submit(5);
+  assert.is(batcher.queued, 1, 'a batch past gathering refuses jobs: they wait for a free runner');
+  r.release();
+  await r.started(3);
+  r.release();
+  assert.equal(await Promise.all([waiting, late]), [40, 50]);
+  assert.equal(r.batches, [[1], [4], [5]], 'run() saw only the jobs it started with');
+});
+
+test('a job the running batch took too late goes back to the front of the queue and runs next', async () => {
+  let calls = 0;
+  let added: number[] = [];
+  const batcher = new Batcher<number, number>([{
+    run: async (jobs) => {
+      calls += 1;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      // The batch closed before the added jobs made it: they are settled as retries.
+      const late = added.map(() => ({ ok: false as const, error: new Error('closed'), retry: true }));
+      added = [];
+      return [...jobs.map((j) => ({ ok: true as const, value: j })), ...late];
+    },
+    add: (jobs) => {
+      added.push(...jobs);
+      return true;
+    },
+  }], { maxBatch: 4, maxDelayMs: 0 });
+  const answers = await Promise.all([1, 2, 3].map((j) => batcher.submit(j)));
+  assert.equal(answers, [1, 2, 3]);
+  assert.is(calls, 2, 'the first batch, then the retried jobs together');
+});
+
 test('bad options are refused, and a closed batcher takes no new job', async () => {
   assert.throws(() => new Batcher([], { maxBatch: 1, maxDelayMs: 0 }), /at least one runner/);
   assert.throws(() => new Batcher([async () => []], { maxBatch: 0, maxDelayMs: 0 }), /maxBatch/);

@@ -51,6 +51,18 @@ test('concurrent requests, batched across the workers, answer exactly as the in-
   assert.is(new Set(alone.map((r) => JSON.stringify(r.predictions))).size, bytes.length, 'different photos, different answers');
 });
 
+test('requests that arrive while both workers are busy join the batch of one still decoding, answered as alone', async () => {
+  const names = ['p10-mountains-large.jpg', 'p14-dogs-large.jpg', 'p05-raccoon.png', 'formats/lossy.webp'];
+  const bytes = names.map((name) => readFileSync(image(name)));
+  const alone: ReturnType<typeof answer>[] = [];
+  for (const b of bytes) alone.push(answer(await local.pipeline.predict(b, 3)));
+  // The first two start a batch each; the next two, submitted while those large photos decode (tens of ms), join
+  // one each (the smaller batch first).
+  const results = await Promise.all(bytes.map((b) => pool.pipeline.predict(b, 3)));
+  results.forEach((result, i) => assert.equal(answer(result), alone[i], names[i]));
+  assert.equal(results.map((r) => r.timing.batchSize), [2, 2, 2, 2]);
+});
+
 test('a refused upload fails alone with the same ServiceError; the batch around it is answered', async () => {
   const good = readFileSync(image('p04-tree.jpg'));
   const bad = readFileSync(image('bad/truncated.jpg'));
