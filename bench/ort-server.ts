@@ -51,8 +51,27 @@ function clientError(ctx: Koa.Context, status: number, message: string): void {
   ctx.body = { success: false, error: { message } };
 }
 
+/** What the app does with an upload's bytes: the top-3 answer; UndecodableImage for a file it cannot read. */
+export type Predictor = (bytes: Buffer) => Promise<Prediction[]>;
+
+export class UndecodableImage extends Error {}
+
+/** The model behind the plain server: jimp decode and resize, one onnxruntime session run per request. */
+export function ortPredictor(session: InferenceSession): Predictor {
+  return async (bytes) => {
+    let input: Tensor;
+    try {
+      input = await prepareImage(bytes);
+    } catch (err) {
+      throw new UndecodableImage((err as Error).message);
+    }
+    const outputs = await session.run({ [session.inputNames[0]]: input });
+    return topK(outputs[session.outputNames[0]].data as Float32Array, TOP_K);
+  };
+}
+
 /** Koa app serving `POST /predict` (multipart field `image`) with the original demo's JSON answer. */
-export function createOrtApp(session: InferenceSession): Koa {
+export function createPlainApp(predict: Predictor): Koa {
   const upload = multer({ storage: multer.memoryStorage(), limits: { fileSize: MAX_UPLOAD_BYTES, files: 1 } });
   const router = new Router();
   router.post('/predict', upload.single('image'), async (ctx) => {
@@ -61,16 +80,15 @@ export function createOrtApp(session: InferenceSession): Koa {
       clientError(ctx, 400, 'no image: send the picture as multipart/form-data field "image"');
       return;
     }
-    let input: Tensor;
+    let predictions: Prediction[];
     try {
-      input = await prepareImage(file.buffer);
+      predictions = await predict(file.buffer);
     } catch (err) {
-      clientError(ctx, 415, `cannot decode the image (${(err as Error).message}): send a JPEG, PNG, BMP, GIF or TIFF file`);
+      if (!(err instanceof UndecodableImage)) throw err;
+      clientError(ctx, 415, `cannot decode the image (${err.message}): send a JPEG, PNG, BMP, GIF or TIFF file`);
       return;
     }
-    const outputs = await session.run({ [session.inputNames[0]]: input });
-    const logits = outputs[session.outputNames[0]].data as Float32Array;
-    ctx.body = { success: true, predictions: topK(logits, TOP_K) };
+    ctx.body = { success: true, predictions };
   });
 
   const app = new Koa();
@@ -109,7 +127,7 @@ async function main(): Promise<void> {
   const { model, host, port } = parseArgs(process.argv.slice(2));
   // Default session options: all graph optimisations, intra-op threads chosen by onnxruntime (one per core).
   const session = await InferenceSession.create(model);
-  const server = http.createServer(createOrtApp(session).callback());
+  const server = http.createServer(createPlainApp(ortPredictor(session)).callback());
   server.listen(port, host, () => console.log(`ort-server listening on http://${host}:${port}`));
   const stop = () => server.close(() => void session.release().then(() => process.exit(0)));
   process.once('SIGTERM', stop);

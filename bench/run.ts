@@ -18,6 +18,7 @@ const USAGE = `Usage: npx tsx bench/run.ts [options]
   --requests <n>       requests per concurrency level and server (default 350; at least 12 per connection per slice)
   --concurrency <list> closed-loop connection counts (default 1,4,32,128)
   --rounds <n>         slices per level; servers take turns slice by slice (default 5)
+  --warmup <n>         requests at concurrency 32 each server gets after it starts, unmeasured (default 2000, at most 40 s)
   --max-seconds <n>    time limit per level and server (default 90)
   --only <list>        parts to run, of ceiling,ours,gunicorn,gunicorn-default,flask,ort (default all)
   --model-dir <dir>    converted model (default model_tfjs)
@@ -28,6 +29,7 @@ const USAGE = `Usage: npx tsx bench/run.ts [options]
 
 interface Options {
   requests: number;
+  warmup: number;
   concurrency: number[];
   rounds: number;
   maxSeconds: number;
@@ -49,7 +51,7 @@ function positiveInt(name: string, raw: string): number {
 function readOptions(argv: string[]): Options {
   const string = { type: 'string' } as const;
   const options = {
-    requests: string, concurrency: string, rounds: string, 'max-seconds': string, only: string, 'model-dir': string,
+    requests: string, warmup: string, concurrency: string, rounds: string, 'max-seconds': string, only: string, 'model-dir': string,
     'convert-dir': string, images: string, python: string, out: string,
   };
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
@@ -64,6 +66,7 @@ function readOptions(argv: string[]): Options {
   if (unknown.length > 0) throw new UsageError(`--only accepts ${parts.join(', ')}; got ${unknown.join(', ')}`);
   return {
     requests: positiveInt('requests', values.requests ?? '350'),
+    warmup: positiveInt('warmup', values.warmup ?? '2000'),
     concurrency: (values.concurrency ?? '1,4,32,128').split(',').map((c) => positiveInt('concurrency', c)),
     rounds: positiveInt('rounds', values.rounds ?? '5'),
     maxSeconds: positiveInt('max-seconds', values['max-seconds'] ?? '90'),
@@ -196,7 +199,20 @@ interface Live {
   answers: ServerRun['answers'];
 }
 
-async function startServer(contender: Contender, uploads: Upload[]): Promise<Live> {
+// The warm-up's load: the benchmark's main level, bounded in time for the slow servers.
+const WARMUP_CONCURRENCY = 32;
+const WARMUP_SECONDS = 40;
+
+/**
+ * Unmeasured load, so that a server is measured warm: JIT compilation and heap sizing settle over the first thousand
+ * or so requests (ours at 32 clients, slices of 384 taking turns after one pass over the photos: 222 req/s in the
+ * first slice, 265 by the seventh). A server runs warm in production.
+ */
+async function warmUp(url: URL, uploads: Upload[], requests: number): Promise<void> {
+  await closedLoop(url, uploads, { concurrency: WARMUP_CONCURRENCY, requests, maxSeconds: WARMUP_SECONDS, offset: 0 });
+}
+
+async function startServer(contender: Contender, uploads: Upload[], warmup: number): Promise<Live> {
   const port = await freePort();
   const base = new URL(`http://127.0.0.1:${port}`);
   const spec = contender.spec(port);
@@ -214,6 +230,7 @@ async function startServer(contender: Contender, uploads: Upload[]): Promise<Liv
       answers.set(upload.name, answer.predictions ?? answer.error ?? 'no answer');
     }
     agent.destroy();
+    await warmUp(url, uploads, warmup);
     return { contender, server, url, description, answers };
   } catch (err) {
     await server.stop();
@@ -289,6 +306,34 @@ async function measureCeiling(opts: Options, photos: string[]): Promise<Ceiling>
   return { ...(JSON.parse(out) as Omit<Ceiling, 'otherCores'>), otherCores };
 }
 
+const HTTP_STAGE_REQUESTS = 2000;
+
+/**
+ * The HTTP stage of the ceiling: bench/http-stage.ts (the plain Koa + @koa/multer server, a constant answer) under
+ * the same uploads at concurrency 32, warmed up like the servers; its CPU and the load generator's per request.
+ */
+async function measureHttpStage(opts: Options, uploads: Upload[], logDir: string): Promise<NonNullable<Ceiling['http']>> {
+  const port = await freePort();
+  const base = new URL(`http://127.0.0.1:${port}`);
+  const server = ServerProcess.start({
+    command: process.execPath,
+    args: [mustExist(path.join(ROOT, 'dist/bench/http-stage.js'), 'run `make build` first'), '--port', String(port)],
+    logFile: path.join(logDir, 'http-stage.log'),
+  });
+  try {
+    await server.waitReady(() => predictsOk(base, uploads[0]), 60);
+    const url = new URL('/predict', base);
+    await warmUp(url, uploads, opts.warmup);
+    const before = await server.cpuSeconds();
+    const sample = await closedLoop(url, uploads, { concurrency: WARMUP_CONCURRENCY, requests: HTTP_STAGE_REQUESTS, maxSeconds: 60, offset: 0 });
+    const requests = sample.latencies.length;
+    if (sample.errors > 0) throw new Error(`the HTTP stage server failed ${sample.errors} requests (${sample.firstError}); see its log`);
+    return { concurrency: WARMUP_CONCURRENCY, serverCpuMs: ((await server.cpuSeconds()) - before) * 1000 / requests, clientCpuMs: sample.clientCpuMs / requests };
+  } finally {
+    await server.stop();
+  }
+}
+
 function versions(python: string, backend: string | undefined): string[] {
   const pkg = (name: string) => (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
   const py = execFileSync(
@@ -332,11 +377,12 @@ async function main(): Promise<void> {
     const pillow = JSON.parse(execFileSync(opts.python, [path.join(ROOT, 'bench/pillow_costs.py'), String(exported.image_size[0]),
       String(exported.image_size[1]), ...photos], { encoding: 'utf8' })) as { ms: number; cpu_ms: number };
     ceiling.pillow = { ms: pillow.ms, cpuMs: pillow.cpu_ms };
+    ceiling.http = await measureHttpStage(opts, uploads, logDir);
   }
   const lives: Live[] = [];
   let runs: ServerRun[];
   try {
-    for (const contender of contenders(opts, exported, checkpoint, logDir)) lives.push(await startServer(contender, uploads));
+    for (const contender of contenders(opts, exported, checkpoint, logDir)) lives.push(await startServer(contender, uploads, opts.warmup));
     runs = lives.length > 0 ? await drive(lives, uploads, opts) : [];
   } finally {
     await Promise.all(lives.map((l) => l.server.stop()));
@@ -361,6 +407,7 @@ async function main(): Promise<void> {
     requestsPerLevel: opts.requests,
     rounds: opts.rounds,
     maxSeconds: opts.maxSeconds,
+    warmup: { requests: opts.warmup, concurrency: WARMUP_CONCURRENCY, seconds: WARMUP_SECONDS },
     command: ['npx tsx bench/run.ts', ...process.argv.slice(2)].join(' '),
   };
   const report = renderReport(info, runs, ceiling, uploads.map((u) => u.name));

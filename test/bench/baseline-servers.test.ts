@@ -1,7 +1,7 @@
 // Smoke test of the benchmark's baselines: the Flask replica and the onnxruntime-node server answer as the original did.
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -116,6 +116,31 @@ test('a request without an image: Flask replica answers {"success": false} as th
   const ort = await postWithoutImage(servers.ort.url);
   assert.is(ort.status, 400);
   assert.match((ort.json as { error: { message: string } }).error.message, /multipart\/form-data field "image"/);
+});
+
+test('ort refuses bytes that are no image with a 415 that says why', async () => {
+  const { ort } = await setUp();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
+  tmpDirs.push(dir);
+  writeFileSync(path.join(dir, 'notes.jpg'), 'not an image at all');
+  const [upload] = await loadUploads([path.join(dir, 'notes.jpg')]);
+  const answer = await fetch(ort.url, { method: 'POST', headers: { 'content-type': upload.contentType }, body: upload.body });
+  assert.is(answer.status, 415);
+  assert.match(((await answer.json()) as { error: { message: string } }).error.message, /cannot decode the image .*send a JPEG/);
+});
+
+test('the HTTP stage of the ceiling answers any upload at once with its constant top-3, in the original shape', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
+  tmpDirs.push(dir);
+  writeFileSync(path.join(dir, 'notes.jpg'), 'not an image at all');
+  const uploads = await loadUploads([PHOTO, path.join(dir, 'notes.jpg')]);
+  const stage = await start(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'bench/http-stage.ts')], 'http-stage', dir, uploads[0]);
+  for (const upload of uploads) {
+    const answer = await fetch(stage.url, { method: 'POST', headers: { 'content-type': upload.contentType }, body: upload.body });
+    assert.is(answer.status, 200, upload.name);
+    assert.equal(assertOriginalShape(await answer.json()).map((p) => p.label), ['0', '1', '2'], 'never decoded');
+  }
+  assert.is((await postWithoutImage(stage.url)).status, 400, 'the upload is still required');
 });
 
 test.run();
