@@ -12,6 +12,8 @@ export interface ServerRun {
   answers: Map<string, Prediction[] | string>;
   /** What the server said about itself, for the setup list. */
   description?: string;
+  /** How it died under load, if it did: its levels hold only the slices before. */
+  crash?: string;
 }
 
 /** Cost of one stage for one image: best wall time and mean CPU time (all threads), in milliseconds. */
@@ -81,7 +83,7 @@ function loadTable(runs: ServerRun[]): string[] {
   for (const run of runs) {
     for (const level of run.levels) {
       const mine = ours?.levels.find((l) => l.concurrency === level.concurrency);
-      const ratio = mine ? `${fixed(mine.throughput / level.throughput, 2)}x` : 'n/a';
+      const ratio = mine && level.requests > 0 ? `${fixed(mine.throughput / level.throughput, 2)}x` : 'n/a';
       lines.push(
         `| ${run.title} | ${level.concurrency} | ${level.requests} | ${level.errors} | ${fixed(level.throughput)} | ` +
           `${fixed(level.p50)} | ${fixed(level.p90)} | ${fixed(level.p99)} | ${fixed(level.cpuMsPerRequest)} | ` +
@@ -99,7 +101,7 @@ function summarySection(runs: ServerRun[]): string[] {
   return ours.levels.map((mine) => {
     const parts = others.flatMap((other) => {
       const theirs = other.levels.find((l) => l.concurrency === mine.concurrency);
-      return theirs
+      return theirs && theirs.requests > 0
         ? [`${fixed(mine.throughput / theirs.throughput, 2)}x the throughput of ${other.title} ` +
             `(p50 latency ${fixed(mine.p50 / theirs.p50, 2)}x theirs, CPU per request ${fixed(mine.cpuMsPerRequest / theirs.cpuMsPerRequest, 2)}x theirs)`]
         : [];
@@ -112,8 +114,15 @@ function summarySection(runs: ServerRun[]): string[] {
   ]);
 }
 
+/** Servers that died under load: their figures cover the slices before, and a level with none left is n/a. */
+function crashLines(runs: ServerRun[]): string[] {
+  return runs
+    .filter((r) => r.crash)
+    .flatMap((r) => ['', `**${r.title} crashed** ${r.crash}. Its figures cover only the slices before; a level with none left shows n/a, and its peak RSS is the highest seen before.`]);
+}
+
 function clientCpuLine(runs: ServerRun[]): string {
-  const perRequest = runs.flatMap((r) => r.levels.map((l) => l.clientCpuMsPerRequest));
+  const perRequest = runs.flatMap((r) => r.levels.map((l) => l.clientCpuMsPerRequest)).filter(Number.isFinite);
   if (perRequest.length === 0) return '';
   return (
     `The load generator (\`bench/load.ts\`: node:http keep-alive connections, multipart bodies encoded once) used ` +
@@ -300,6 +309,7 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     'machine and its numbers are low.',
     '',
     clientCpuLine(runs),
+    ...crashLines(runs),
     '',
     '## Ceiling: what the CPU can do per image',
     '',

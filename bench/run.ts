@@ -197,6 +197,10 @@ interface Live {
   url: URL;
   description?: string;
   answers: ServerRun['answers'];
+  /** Highest VmHWM seen after its slices: a server that dies takes its own with it. */
+  peakRssMiB: number;
+  /** Set when the server died under load: when, how, and its log's last line. */
+  crash?: string;
 }
 
 // The warm-up's load: the benchmark's main level, bounded in time for the slow servers.
@@ -231,7 +235,7 @@ async function startServer(contender: Contender, uploads: Upload[], warmup: numb
     }
     agent.destroy();
     await warmUp(url, uploads, warmup);
-    return { contender, server, url, description, answers };
+    return { contender, server, url, description, answers, peakRssMiB: await server.peakRssMiB() };
   } catch (err) {
     await server.stop();
     throw err;
@@ -244,14 +248,30 @@ interface Slices {
   otherCpu: number;
 }
 
-/** One slice of closed-loop load on one server, with the server's CPU time and everyone else's over it. */
-async function slice(live: Live, uploads: Upload[], opts: { concurrency: number; requests: number; maxSeconds: number; offset: number }, into: Slices): Promise<void> {
+/**
+ * One slice of closed-loop load on one server, with the server's CPU time and everyone else's over it. A server that
+ * died during the slice gets its crash noted and the slice is dropped: its answers were refused connections.
+ */
+async function slice(
+  live: Live,
+  uploads: Upload[],
+  opts: { concurrency: number; requests: number; maxSeconds: number; offset: number; round: number },
+  into: Slices,
+): Promise<void> {
   const [cpuBefore, busyBefore] = [await live.server.cpuSeconds(), await machineBusySeconds()];
   const sample = await closedLoop(live.url, uploads, opts);
   const serverCpu = (await live.server.cpuSeconds()) - cpuBefore;
+  const busy = await machineBusySeconds();
+  if (live.server.exitStatus !== undefined) {
+    live.crash = `${live.server.exitStatus} during round ${opts.round + 1} at concurrency ${opts.concurrency}; ` +
+      `the last line of its log: \`${await live.server.lastLogLine()}\``;
+    console.error(`${live.contender.title} ${live.crash}`);
+    return;
+  }
+  live.peakRssMiB = Math.max(live.peakRssMiB, await live.server.peakRssMiB());
   into.samples.push(sample);
   into.serverCpu += serverCpu;
-  into.otherCpu += Math.max(0, (await machineBusySeconds()) - busyBefore - serverCpu - sample.clientCpuMs / 1000);
+  into.otherCpu += Math.max(0, busy - busyBefore - serverCpu - sample.clientCpuMs / 1000);
 }
 
 /**
@@ -266,8 +286,8 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<S
       // must run long past that ramp to measure its level (ours at 32 clients, slices of 4, 12 and 24 per connection
       // taking turns: 140, 163 and 162 req/s).
       const perSlice = Math.max(Math.ceil(opts.requests / opts.rounds), 12 * concurrency);
-      for (const live of lives) {
-        const sliceOpts = { concurrency, requests: perSlice, maxSeconds: opts.maxSeconds / opts.rounds, offset: round * perSlice };
+      for (const live of lives.filter((l) => l.crash === undefined)) {
+        const sliceOpts = { concurrency, requests: perSlice, maxSeconds: opts.maxSeconds / opts.rounds, offset: round * perSlice, round };
         await slice(live, uploads, sliceOpts, slices.get(live)!.get(concurrency)!);
       }
     }
@@ -286,7 +306,7 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<S
       return { ...result, cpuMsPerRequest: (serverCpu * 1000) / result.requests, otherCores: otherCpu / result.seconds };
     });
     const { key, title } = live.contender;
-    runs.push({ key, title, levels, peakRssMiB: await live.server.peakRssMiB(), answers: live.answers, description: live.description });
+    runs.push({ key, title, levels, peakRssMiB: live.peakRssMiB, answers: live.answers, description: live.description, crash: live.crash });
   }
   return runs;
 }

@@ -85,6 +85,17 @@ export class ServerProcess {
     return new ServerProcess(child, spec.logFile);
   }
 
+  /** How the process ended ("exited with SIGABRT"), or undefined while it runs. */
+  get exitStatus(): string | undefined {
+    return this.exited;
+  }
+
+  /** The last non-empty line of its log, to say why it ended. */
+  async lastLogLine(): Promise<string> {
+    const log = await readFile(this.logFile, 'utf8').catch(() => '');
+    return log.trim().split('\n').pop() ?? '';
+  }
+
   get pid(): number {
     if (this.child.pid === undefined) throw new Error(`server did not start; see ${this.logFile}`);
     return this.child.pid;

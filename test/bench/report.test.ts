@@ -1,0 +1,41 @@
+// The benchmark report: a baseline that died under load is named with its log line, and its empty levels compare as n/a.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { summarize, type LoadSample } from '../../bench/load';
+import { renderReport, type RunInfo, type ServerRun } from '../../bench/report';
+
+const sample = (answers: number, seconds: number): LoadSample => ({
+  latencies: Array.from({ length: answers }, (_, i) => 10 + i),
+  errors: 0,
+  seconds,
+  busy: { answers, seconds },
+  clientCpuMs: answers * 0.2,
+});
+
+const run = (key: ServerRun['key'], title: string, samples: LoadSample[], crash?: string): ServerRun => ({
+  key,
+  title,
+  // As run.ts derives them: CPU and other load per request and second, so 0 / 0 for a level without slices.
+  levels: [{ ...summarize(32, samples), cpuMsPerRequest: samples.length > 0 ? 5 : NaN, otherCores: samples.length > 0 ? 0 : NaN }],
+  peakRssMiB: 700,
+  answers: new Map(),
+  crash,
+});
+
+const info: RunInfo = {
+  date: '2026-12-02T00:00:00Z', machine: '2 cores', versions: [], model: 'Model: test', photos: 1, images: 'photos',
+  requestsPerLevel: 350, rounds: 5, maxSeconds: 90, warmup: { requests: 2000, concurrency: 32, seconds: 40 }, command: 'bench',
+};
+
+test('a server that crashed is named with its log line; its empty level shows n/a and is left out of the ratios', () => {
+  const ours = run('ours', 'ours', [sample(200, 1)]);
+  const gunicorn = run('gunicorn', 'gunicorn', [sample(100, 1)]);
+  const flask = run('flask', 'Flask', [], 'exited with SIGABRT during round 1 at concurrency 32; the last line of its log: `corrupted double-linked list`');
+  const report = renderReport(info, [ours, gunicorn, flask], undefined, []);
+  assert.match(report, '**Flask crashed** exited with SIGABRT during round 1 at concurrency 32; the last line of its log: `corrupted double-linked list`');
+  assert.match(report, '| Flask | 32 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | 700 | n/a | n/a |');
+  const summary = report.split('\n').find((line) => line.startsWith('- Concurrency 32:'));
+  assert.is(summary, '- Concurrency 32: ours serves 2.00x the throughput of gunicorn (p50 latency 1.85x theirs, CPU per request 1.00x theirs).');
+});
+
+test.run();
