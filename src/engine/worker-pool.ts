@@ -55,8 +55,9 @@ const WORKER_FILE = path.join(__dirname, `worker${path.extname(__filename)}`);
 const toWire = (jobs: PredictJob[]): WireJob[] => jobs.map((job) => ({ bytes: ownArrayBuffer(job.bytes), topk: job.topk }));
 
 /**
- * One worker thread: runs one batch at a time, which takes more jobs until its model call. It reports each decode as it starts, and one that runs past the
- * decode budget ends the thread: that job gets 422 decode_timeout, the others of its batch go back to the queue.
+ * One worker thread: runs one batch at a time, which takes more jobs until its model call. It reports each decode
+ * as it starts, and one that runs past the decode budget ends the thread: that job gets 422 decode_timeout, the
+ * others of its batch go back to the queue.
  * A thread that dies while decoding blames that job the same way (413 when its heap limit was hit); one that dies
  * in the model call fails its whole batch.
  */
