@@ -264,7 +264,7 @@ async function slice(
   const busy = await machineBusySeconds();
   if (live.server.exitStatus !== undefined) {
     live.crash = `${live.server.exitStatus} during round ${opts.round + 1} at concurrency ${opts.concurrency}; ` +
-      `the last line of its log: \`${await live.server.lastLogLine()}\``;
+      `the last line of its log: \`${await live.server.logTail(1)}\``;
     console.error(`${live.contender.title} ${live.crash}`);
     return;
   }

@@ -90,10 +90,10 @@ export class ServerProcess {
     return this.exited;
   }
 
-  /** The last non-empty line of its log, to say why it ended. */
-  async lastLogLine(): Promise<string> {
+  /** The last `lines` lines of its log (trailing blank lines dropped), to say why it ended. */
+  async logTail(lines: number): Promise<string> {
     const log = await readFile(this.logFile, 'utf8').catch(() => '');
-    return log.trim().split('\n').pop() ?? '';
+    return log.trimEnd().split('\n').slice(-lines).join('\n');
   }
 
   get pid(): number {
@@ -106,8 +106,7 @@ export class ServerProcess {
     const deadline = Date.now() + timeoutSeconds * 1000;
     while (Date.now() < deadline) {
       if (this.exited !== undefined) {
-        const log = await readFile(this.logFile, 'utf8').catch(() => '');
-        throw new Error(`server ${this.exited} before it was ready; last log lines:\n${log.split('\n').slice(-15).join('\n')}`);
+        throw new Error(`server ${this.exited} before it was ready; last log lines:\n${await this.logTail(15)}`);
       }
       if (await probe().catch(() => false)) return;
       await sleep(250);
