@@ -14,6 +14,12 @@ export const MEMORY_ADDON = path.join(DIST_DIR, 'native', 'memory.node');
  */
 export const LARGE_IMAGE_BYTES = 32 * 2 ** 20;
 
+/**
+ * Under sustained load the engine never goes idle, so the pool's idle trim never runs; each engine worker then trims
+ * between its batches at most this often (worker.ts).
+ */
+export const BUSY_TRIM_INTERVAL_MS = 10_000;
+
 let addon: { trim(): boolean } | null | undefined;
 
 /** Why pages freed inside the allocator stay resident, or null when they can be given back. */

@@ -3,6 +3,7 @@
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import sharp from 'sharp';
 import { decoderTimesItself } from '../image/decode';
+import { BUSY_TRIM_INTERVAL_MS, releaseFreedMemory } from '../memory';
 import { loadRuntime } from '../runtime';
 import { Model } from './model';
 import { createStages, runBatch, type Stages } from './pipeline';
@@ -41,14 +42,21 @@ function moreFor(channel: MessagePort, id: number): PredictJob[] {
 const setup = workerData as WorkerSetup;
 start(setup).then(
   (stages) => {
+    let trimmed = performance.now();
     port.on('message', (message: ToWorker) => {
       const { id } = message;
       // The pool times each decode from these messages and ends this thread if one runs past its budget.
       const progress = (step: { index: number; job: PredictJob } | 'infer') =>
         post(step === 'infer' ? { type: 'inferring', id } : { type: 'decoding', id, index: step.index, selfTimed: decoderTimesItself(step.job.bytes) });
-      void runBatch(stages, message.jobs.map(jobFromWire), progress, () => moreFor(setup.more, id)).then((results) =>
-        post({ type: 'results', id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors }),
-      );
+      void runBatch(stages, message.jobs.map(jobFromWire), progress, () => moreFor(setup.more, id)).then((results) => {
+        post({ type: 'results', id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors });
+        // Batches that overlap keep the engine busy for hours and the pool's idle trim never comes: the arenas would
+        // keep what batches of different sizes freed. Here, between batches, the pause holds up no event loop.
+        if (performance.now() - trimmed >= BUSY_TRIM_INTERVAL_MS) {
+          releaseFreedMemory();
+          trimmed = performance.now();
+        }
+      });
     });
   },
   (err: unknown) => post({ type: 'failed', error: toWire(err) }),
