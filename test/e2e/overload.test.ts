@@ -16,7 +16,7 @@ const CLIENTS = 128;
 const ROUNDS = 3;
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const p99 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * 0.99))];
+const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * q))];
 
 test(`${CLIENTS} clients against --max-in-flight 16: 200 or a fast 503 overloaded, nothing else`, async () => {
   // A server process of its own, as deployed: the clients' event loop here must not delay its answers.
@@ -51,15 +51,20 @@ test(`${CLIENTS} clients against --max-in-flight 16: 200 or a fast 503 overloade
     );
     // The server's own time per request, from its log lines: the clients' times here also hold this process's
     // 128 connections and uploads competing for the same two cores.
-    const logged = process_.output().split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l) as { path: string; status: number; ms: number });
-    const serverMs = (status: number) => logged.filter((l) => l.path === '/predict' && l.status === status).map((l) => l.ms);
+    const logged = process_.output().split('\n').filter((l) => l.includes('"msg":"request"'))
+      .map((l) => JSON.parse(l) as { path: string; status: number; ms: number; upload_bytes?: number });
+    const lines = (status: number) => logged.filter((l) => l.path === '/predict' && l.status === status);
+    const serverMs = (status: number) => lines(status).map((l) => l.ms);
     process.stdout.write(`\n${served.length} served (client median ${median(served).toFixed(0)} ms, server median ${median(serverMs(200)).toFixed(1)} ms), ` +
-      `${refused.length} refused (client median ${median(refused).toFixed(0)} ms, server p99 ${p99(serverMs(503)).toFixed(1)} ms)\n`);
+      `${refused.length} refused (client median ${median(refused).toFixed(0)} ms, server p90 ${quantile(serverMs(503), 0.9).toFixed(1)} ms, p99 ${quantile(serverMs(503), 0.99).toFixed(1)} ms)\n`);
     assert.is(served.length + refused.length, CLIENTS * ROUNDS);
     assert.ok(served.length >= 16 && refused.length > 0, 'both outcomes occur');
     assert.is(serverMs(503).length, refused.length, 'every refusal logged');
-    // Measured 25-40x apart here; a tenth leaves room for a GC pause on a slower machine and still means fast.
-    assert.ok(p99(serverMs(503)) * 10 < median(serverMs(200)), 'the server refuses in a small fraction of a served request\'s time');
+    assert.ok(lines(503).every((l) => l.upload_bytes === undefined) && lines(200).every((l) => l.upload_bytes! > 0), 'a refusal reads no upload');
+    // A refusal is a few microtasks: p90 0.2-0.3 ms against a served median of 180-300 ms here. The last percent
+    // waits for a core (two engine threads and this process's 128 clients share two) and measured 1-16 ms, which is
+    // no property of the server: a fast machine's served median (73 ms in CI) came within a tenth of it.
+    assert.ok(quantile(serverMs(503), 0.9) * 10 < median(serverMs(200)), 'the server refuses in a small fraction of a served request\'s time');
   } finally {
     await process_.kill();
   }
