@@ -114,9 +114,10 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup native $(if $(CONVERT_DEMO),$(DEMO
 
 # The server on PORT (default 5012): builds, runs `make convert` first when MODEL_DIR holds no model yet (docs/config.md).
 # Every option is an env variable, also given on make's command line: `make serve WORKERS=2` runs two processes.
-# glibc maps buffers of 32 MiB and more on their own (a decoded 36-megapixel image goes back at once) and keeps one
-# arena for every thread, so what one thread frees another reuses (docs/runtime.md, "Memory").
-SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432
+# glibc maps buffers of 32 MiB and more on their own (a decoded 36-megapixel image goes back at once), keeps one
+# arena for every thread, so what one thread frees another reuses, and keeps freed pages for the next request's
+# decode instead of faulting them in again: the server gives them back itself (docs/runtime.md, "Memory").
+SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456
 # V8 starts each heap's old generation at 128 MiB: the service's heaps hold about 20 MiB alive, and below that start
 # V8 marks them almost without pause under load (docs/runtime.md, "Garbage collection"). Not settable in NODE_OPTIONS.
 SERVE_NODE_FLAGS := --initial-old-space-size=128

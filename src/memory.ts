@@ -20,6 +20,13 @@ export const LARGE_IMAGE_BYTES = 32 * 2 ** 20;
  */
 export const BUSY_TRIM_INTERVAL_MS = 10_000;
 
+/**
+ * The engine idle this long gives back what its busy spell freed: `make serve` lets glibc keep freed pages (its trim
+ * threshold is raised so that decoding does not fault them in again each request), so a burst would otherwise stay
+ * resident until the next large image.
+ */
+export const IDLE_TRIM_DELAY_MS = 1000;
+
 let addon: { trim(): boolean } | null | undefined;
 
 /** Why pages freed inside the allocator stay resident, or null when they can be given back. */
@@ -43,4 +50,38 @@ const gc = runInNewContext('gc') as () => void;
 export async function collectGarbage(): Promise<void> {
   gc();
   await new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * When the engine gives memory back while idle: at once after an image that left much behind (large, or decoded by
+ * libvips), else once it has stayed idle for `delayMs`. Work starting meanwhile cancels the pending release.
+ */
+export class IdleRelease {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly release: () => unknown = releaseFreedMemory,
+    private readonly delayMs = IDLE_TRIM_DELAY_MS,
+  ) {}
+
+  busy(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  idle(leftMuchBehind: boolean): void {
+    this.busy();
+    if (leftMuchBehind) {
+      this.release();
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.release();
+    }, this.delayMs).unref();
+  }
+
+  close(): void {
+    this.busy();
+  }
 }

@@ -8,7 +8,7 @@ import 'sharp';
 import { describe, ServiceError } from '../errors';
 import { leavesMemoryBehind, ownArrayBuffer, tooSlow } from '../image/decode';
 import type { Logger } from '../logger';
-import { releaseFreedMemory } from '../memory';
+import { IdleRelease, releaseFreedMemory } from '../memory';
 import type { RuntimeInfo } from '../runtime';
 import { Batcher, type BatcherOptions, type GrowingRunner, type Settled } from './batcher';
 import { readModelFolder, sessionOptions, writeSessionModel, type ModelMetadata } from './model';
@@ -272,6 +272,7 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   let drained: (() => void) | undefined;
   // An image answered since the workers were last idle left much memory free in the allocator.
   let releaseWanted = false;
+  const idleRelease = new IdleRelease();
   return {
     metadata: folder.metadata,
     workers: workers.length,
@@ -280,7 +281,7 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
     pipeline: {
       numClasses: folder.metadata.num_classes,
       predict: (bytes, topk, opts = {}) => {
-        pending += 1;
+        if (pending++ === 0) idleRelease.busy();
         const job = { bytes, topk };
         submitted.set(job, performance.now());
         return batcher
@@ -293,12 +294,11 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
             pending -= 1;
             if (pending > 0) return;
             drained?.();
-            // Every worker is idle: what a large image's decode and resize freed goes back to the system
-            // (memory.ts). Not after ordinary photos: the next request would fault the same pages in again.
-            if (releaseWanted) {
-              releaseWanted = false;
-              releaseFreedMemory();
-            }
+            // Every worker is idle: what a large image's decode and resize freed goes back to the system at once
+            // (memory.ts). After ordinary photos only once the engine stays idle: the next request would fault the
+            // same pages in again.
+            idleRelease.idle(releaseWanted);
+            releaseWanted = false;
           });
       },
     },
@@ -306,6 +306,7 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
       closing = true;
       batcher.close();
       if (pending > 0) await new Promise<void>((resolve) => (drained = resolve));
+      idleRelease.close();
       await Promise.all(workers.map((w) => w.terminate()));
       rmSync(sessionDir, { recursive: true, force: true });
     },

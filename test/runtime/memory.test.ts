@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { leavesMemoryBehind } from '../../src/image/decode';
-import { memoryAddonMissing } from '../../src/memory';
+import { IdleRelease, memoryAddonMissing } from '../../src/memory';
 import { serveMallocEnv } from '../helpers/process';
 
 const ROOT = path.join(__dirname, '../..');
@@ -31,6 +31,31 @@ test('memory is given back after large images and libvips decodes, not after ord
   assert.is(leavesMemoryBehind({ format: 'jpeg', width: 4000, height: 3000 }), true, '36 MB decoded');
   assert.is(leavesMemoryBehind({ format: 'tiff', width: 1, height: 30000 }), true);
   assert.is(leavesMemoryBehind({ format: 'webp', width: 64, height: 64 }), true);
+});
+
+test('an idle engine gives memory back at once after a large image, else once it has stayed idle', async () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  let releases = 0;
+  const idle = new IdleRelease(() => (releases += 1), 50);
+  idle.busy();
+  idle.idle(true);
+  assert.is(releases, 1, 'after a large image: at once');
+  idle.busy();
+  idle.idle(false);
+  assert.is(releases, 1, 'after ordinary photos: not at once');
+  await sleep(120);
+  assert.is(releases, 2, 'after ordinary photos: once the delay has passed idle');
+  await sleep(120);
+  assert.is(releases, 2, 'once per idle spell');
+  idle.idle(false);
+  await sleep(20);
+  idle.busy();
+  await sleep(120);
+  assert.is(releases, 2, 'work that started within the delay cancels the release');
+  idle.idle(false);
+  idle.close();
+  await sleep(120);
+  assert.is(releases, 2, 'close cancels a pending release');
 });
 
 test('releaseFreedMemory gives back the pages of buffers freed between live ones', () => {
