@@ -9,6 +9,7 @@
 //
 // TensorFlow's C API and the addon's register() come from tf_op_addon.h.
 #define OP_NAME "PilResample"
+#define EXTRA_EXPORTS resample_exports
 #include "tf_op_addon.h"
 
 #define PRECISION_BITS 22
@@ -34,6 +35,59 @@ static inline void taps_scalar(const uint8_t *p, const int32_t *w, int32_t count
   }
 }
 
+// The paths of the horizontal pass, fastest last; RESAMPLE_KERNELS=sse4.1 or =scalar picks a slower one (to compare
+// them on one machine: all give the same bits).
+enum { PATH_SCALAR, PATH_SSE41, PATH_AVX2 };
+static const char *const PATH_NAMES[] = {"scalar", "sse4.1", "avx2"};
+static int resample_path = PATH_SCALAR;
+static pthread_once_t path_once = PTHREAD_ONCE_INIT;
+
+static void choose_path(void) {
+  int best = PATH_SCALAR;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) best = PATH_AVX2;
+  else if (__builtin_cpu_supports("sse4.1")) best = PATH_SSE41;
+#endif
+  const char *wanted = getenv("RESAMPLE_KERNELS");
+  resample_path = best;
+  for (int p = PATH_SCALAR; wanted != NULL && p < best; p++) {
+    if (strcmp(wanted, PATH_NAMES[p]) == 0) resample_path = p;
+  }
+}
+
+// Weights of the AVX2 path: each one split as hi * 2^SPLIT_BITS + lo with lo in [0, 2^SPLIT_BITS), so that both
+// halves fit int16 and pmaddwd multiplies them with pixel bytes exactly. Rebuilt as (hi sum << SPLIT_BITS) + lo sum in
+// int32, the total wraps exactly as Pillow's int32 sum does. Per output sample, groups of four taps, each group two
+// 16-lane vectors (hi, lo): taps k, k + 1 in the low 128 bits and k + 2, k + 3 in the high ones, as R R G G B B 0 0.
+#define SPLIT_BITS 11
+#define GROUP_LANES 32
+
+// 1 when `*split` holds the weights, 0 when one does not split into int16 halves (not a bilinear filter's), -1 when
+// out of memory.
+static int split_weights(const Axis *x, int64_t groups, int16_t **split) {
+  int16_t *lanes = aligned_alloc(32, (size_t)(x->out_size * groups * GROUP_LANES) * sizeof *lanes);
+  if (lanes == NULL) return -1;
+  memset(lanes, 0, (size_t)(x->out_size * groups * GROUP_LANES) * sizeof *lanes);
+  for (int64_t o = 0; o < x->out_size; o++) {
+    const int32_t count = x->bounds[2 * o + 1];
+    for (int32_t tap = 0; tap < count; tap++) {
+      const int32_t w = x->weights[o * x->taps + tap];
+      const int32_t hi = w >> SPLIT_BITS, lo = w - (int32_t)((uint32_t)hi << SPLIT_BITS);
+      if (hi < INT16_MIN || hi > INT16_MAX) {
+        free(lanes);
+        return 0;
+      }
+      int16_t *group = lanes + (o * groups + tap / 4) * GROUP_LANES + (tap % 4 / 2) * 8 + tap % 2;
+      for (int c = 0; c < 3; c++) {
+        group[2 * c] = (int16_t)hi;
+        group[16 + 2 * c] = (int16_t)lo;
+      }
+    }
+  }
+  *split = lanes;
+  return 1;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 // The same sums in the lanes of one SSE4.1 vector: R, G, B and the next pixel's R (never read), four bytes a tap.
@@ -49,27 +103,63 @@ __attribute__((target("sse4.1"))) static void taps_sse41(const uint8_t *p, const
   sums[1] = _mm_extract_epi32(sum, 1);
   sums[2] = _mm_extract_epi32(sum, 2);
 }
+
+// Four taps a step: 16 bytes from the group's first pixel (12 used) in both halves, shuffled to R R G G B B 0 0 as
+// int16, multiplied by the split weights pairwise (pmaddwd); the halves of the sums are added at the end.
+__attribute__((target("avx2"))) static void taps_avx2(const uint8_t *p, const int16_t *w, int64_t groups,
+                                                             int32_t sums[3]) {
+  const __m256i order = _mm256_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1,  //
+                                         6, -1, 9, -1, 7, -1, 10, -1, 8, -1, 11, -1, -1, -1, -1, -1);
+  __m256i hi = _mm256_setzero_si256(), lo = _mm256_setzero_si256();
+  for (int64_t g = 0; g < groups; g++, p += 12, w += GROUP_LANES) {
+    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    const __m256i pixels = _mm256_shuffle_epi8(bytes, order);
+    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(pixels, _mm256_load_si256((const __m256i *)w)));
+    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(pixels, _mm256_load_si256((const __m256i *)(w + 16))));
+  }
+  const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+  const __m128i l = _mm_add_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
+  const __m128i sum = _mm_add_epi32(_mm_add_epi32(_mm_slli_epi32(h, SPLIT_BITS), l),
+                                    _mm_set1_epi32(1 << (PRECISION_BITS - 1)));
+  sums[0] = _mm_cvtsi128_si32(sum);
+  sums[1] = _mm_extract_epi32(sum, 1);
+  sums[2] = _mm_extract_epi32(sum, 2);
+}
 #endif
 
-static void horizontal(const uint8_t *in, int64_t height, int64_t width, const Axis *x, uint8_t *out) {
-#if defined(__x86_64__)
-  const int vector = __builtin_cpu_supports("sse4.1");
-#else
-  const int vector = 0;
-#endif
+// Returns 0 when out of memory.
+static int horizontal(const uint8_t *in, int64_t height, int64_t width, const Axis *x, uint8_t *out) {
+  pthread_once(&path_once, choose_path);
+  const int64_t groups = (x->taps + 3) / 4;
+  int16_t *split = NULL;
+  int chosen = resample_path;
+  if (chosen == PATH_AVX2) {
+    const int split_ok = split_weights(x, groups, &split);
+    if (split_ok < 0) return 0;
+    // A weight too large to split: the SSE4.1 sums give the same bits.
+    if (split_ok == 0) chosen = PATH_SSE41;
+  }
   const uint8_t *end = in + height * width * 3;
   for (int64_t row = 0; row < height; row++) {
     for (int64_t o = 0; o < x->out_size; o++) {
       const int32_t first = x->bounds[2 * o], count = x->bounds[2 * o + 1];
       const int32_t *w = x->weights + o * x->taps;
       const uint8_t *p = in + (row * width + first) * 3;
+      const int64_t used = (count + 3) / 4;
       int32_t sums[3];
-      // The image's last pixel has no byte after it for the vector's fourth lane: its output sums in scalars.
-      if (vector && p + 3 * count < end) taps_sse41(p, w, count, sums);
+      // Near the image's end a vector would read past it: those samples take a narrower path.
+#if defined(__x86_64__)
+      if (chosen == PATH_AVX2 && p + 12 * used + 4 <= end) taps_avx2(p, split + o * groups * GROUP_LANES, used, sums);
+      else if (chosen >= PATH_SSE41 && p + 3 * count < end) taps_sse41(p, w, count, sums);
       else taps_scalar(p, w, count, sums);
+#else
+      taps_scalar(p, w, count, sums);
+#endif
       for (int c = 0; c < 3; c++) out[(row * x->out_size + o) * 3 + c] = clip8(sums[c]);
     }
   }
+  free(split);
+  return 1;
 }
 
 // Row by row of the output, accumulating whole source rows: contiguous, so the compiler vectorises it.
@@ -154,8 +244,8 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
   if (resize_x || !resize_y) {
     uint8_t *target = out;
     if (resize_y && (target = owned = malloc((size_t)(height * row_size))) == NULL) goto no_memory;
-    if (resize_x) horizontal(source, height, width, &x, target);
-    else memcpy(target, source, (size_t)(height * row_size));
+    if (resize_x && !horizontal(source, height, width, &x, target)) goto no_memory;
+    if (!resize_x) memcpy(target, source, (size_t)(height * row_size));
     between = target;
   }
   if (resize_y) {
@@ -191,4 +281,19 @@ static void define_op(TF_OpDefinitionBuilder *op) {
   tf.AddInput(op, "y_bounds: int32");
   tf.AddInput(op, "y_weights: int32");
   tf.AddOutput(op, "resized: uint8");
+}
+
+// kernels(): the horizontal pass this process runs ("avx2", "sse4.1" or "scalar", after RESAMPLE_KERNELS).
+static napi_value Kernels(napi_env env, napi_callback_info info) {
+  (void)info;
+  pthread_once(&path_once, choose_path);
+  napi_value value;
+  napi_create_string_utf8(env, PATH_NAMES[resample_path], NAPI_AUTO_LENGTH, &value);
+  return value;
+}
+
+static int resample_exports(napi_env env, napi_value exports) {
+  napi_value fn;
+  return napi_create_function(env, "kernels", NAPI_AUTO_LENGTH, Kernels, NULL, &fn) == napi_ok &&
+         napi_set_named_property(env, exports, "kernels", fn) == napi_ok;
 }

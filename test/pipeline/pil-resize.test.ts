@@ -1,5 +1,7 @@
 // Pillow-exact bilinear resize: the PilResample op against Pillow itself on awkward synthetic sizes, bit for bit.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Tensor3D } from '@tensorflow/tfjs-node';
@@ -7,46 +9,8 @@ import { uint8Image } from '../../src/image/decode';
 import { bilinearTaps, PRECISION_BITS, resizeBilinearPil, resizeWeights } from '../../src/image/pil-resize';
 import { nativeBackend, readOut } from '../../src/runtime';
 import { tf } from '../helpers/runtime';
-import { pillowResize, type ResizeCase } from './reference';
-
-/** Deterministic bytes (mulberry32), so the cached Pillow output stays valid between runs. */
-function noise(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let state = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (t ^ (t >>> 14)) & 0xff;
-  }
-  return out;
-}
-
-function makeCase(name: string, [h, w]: [number, number], size: [number, number], fill?: number): ResizeCase {
-  const pixels = fill === undefined ? noise(h * w * 3, h * 7919 + w) : new Uint8Array(h * w * 3).fill(fill);
-  return { name, pixels, shape: [h, w, 3], size };
-}
-
-const CASES: ResizeCase[] = [
-  makeCase('upscale-7x5', [5, 7], [64, 64]),
-  makeCase('upscale-1x1', [1, 1], [64, 64]),
-  makeCase('row-1xN', [1, 97], [64, 64]),
-  makeCase('column-Nx1', [97, 1], [64, 64]),
-  makeCase('identity-64', [64, 64], [64, 64]),
-  makeCase('photo-1024x683', [683, 1024], [64, 64]),
-  makeCase('factor-47', [1500, 3000], [32, 64]),
-  makeCase('wide-4000x30', [30, 4000], [64, 64]),
-  makeCase('tall-30x4000', [4000, 30], [64, 64]),
-  makeCase('mixed-37x100', [100, 37], [13, 71]),
-  makeCase('odd-upscale-224', [89, 97], [224, 224]),
-  makeCase('to-1x1', [17, 23], [1, 1]),
-  // Constant 255: the integer weights of a row may sum past 2^22, so this exercises the clip to 255.
-  makeCase('white-clip', [333, 517], [64, 64], 255),
-  // Downscales by 100000: 200001 taps per output sample.
-  makeCase('int32-wide', [3, 100_000], [3, 1]),
-  makeCase('int32-tall', [100_000, 2], [1, 2]),
-];
+import { pillowResize } from './reference';
+import { CASES } from './resize-cases';
 
 test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR), from int32 and from uint8 pixels', () => {
   const expected = pillowResize(CASES);
@@ -69,6 +33,37 @@ test('resizeBilinearPil is bit-identical to Pillow Image.resize(BILINEAR), from 
     }
   }
   assert.is(tf.memory().numTensors, before, 'no tensor leaked');
+});
+
+test('the AVX2, SSE4.1 and scalar horizontal passes each give Pillow\'s bytes on every case', () => {
+  const expected = pillowResize(CASES);
+  const want = CASES.map((c) => createHash('sha256').update(expected.get(c.name)!).digest('hex'));
+  const run = (kernels?: string) => {
+    const env = { ...process.env };
+    delete env.RESAMPLE_KERNELS;
+    if (kernels) env.RESAMPLE_KERNELS = kernels;
+    const out = execFileSync(process.execPath, ['-r', 'tsx/cjs', path.join(__dirname, 'resize-child.ts')], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
+    return JSON.parse(out.trim().split('\n').pop() as string) as { kernels: string; hashes: string[] };
+  };
+  const best = run();
+  const paths = best.kernels === 'avx2' ? ['avx2', 'sse4.1', 'scalar'] : best.kernels === 'sse4.1' ? ['sse4.1', 'scalar'] : ['scalar'];
+  for (const kernels of paths) {
+    const result = kernels === best.kernels ? best : run(kernels);
+    assert.is(result.kernels, kernels);
+    CASES.forEach((c, i) => assert.is(result.hashes[i], want[i], `${c.name} on the ${kernels} path differs from Pillow`));
+  }
+  console.log(`  compared: ${paths.join(', ')}`);
+});
+
+test('weights too large to split into 16-bit halves (not bilinear ones) take the 32-bit sums', () => {
+  const raw = nativeBackend(tf);
+  // A row of eight pixels (wide enough for the vector paths), its first two to one pixel:
+  // (p0 * 2^26 + p1 * 2^25 + 2^21) >> 22 = 16 p0 + 8 p1.
+  const pixels = uint8Image(tf, Uint8Array.from({ length: 24 }, (_, i) => i + 1), 1, 8);
+  const taps = [tf.tensor2d([0, 2], [1, 2], 'int32'), tf.tensor2d([2 ** 26, 2 ** 25], [1, 2], 'int32'), tf.tensor2d([0, 1], [1, 2], 'int32'), tf.tensor2d([2 ** 22], [1, 1], 'int32')];
+  const out = readOut<Int32Array>(tf, () => (raw.executeSingleOutput('PilResample', [], [pixels, ...taps]) as Tensor3D).toInt());
+  assert.equal(Array.from(out), [48, 72, 96]);
+  tf.dispose([pixels, ...taps]);
 });
 
 test('PilResample refuses taps that read outside the image, naming them (a TensorFlow error, not a crash)', () => {
