@@ -1,5 +1,6 @@
 // A small TF.js graph model (GraphDef JSON + weights) built in memory, with the ops a converted ResNet uses.
 import type { io } from '@tensorflow/tfjs';
+import { mulberry32 } from './random';
 
 /** Input `input`: float32 [N, 16, 16, 3] NHWC. Output `logits`: float32 [N, 10]. */
 export const INPUT_SHAPE = [16, 16, 3] as const;
@@ -7,16 +8,8 @@ export const NUM_CLASSES = 10;
 
 /** Deterministic uniform values in [-scale, scale) (mulberry32), so every process builds the same model. */
 export function seeded(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let a = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  }
-  return out;
+  const next = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => (next() / 4294967296 * 2 - 1) * scale);
 }
 
 type Attr = Record<string, unknown>;

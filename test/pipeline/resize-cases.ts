@@ -1,18 +1,11 @@
 // The synthetic resize cases of pil-resize.test.ts, shared with resize-child.ts.
+import { mulberry32 } from '../helpers/random';
 import type { ResizeCase } from './reference';
 
 /** Deterministic bytes (mulberry32), so the cached Pillow output stays valid between runs. */
 function noise(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let state = seed >>> 0;
-  for (let i = 0; i < length; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (t ^ (t >>> 14)) & 0xff;
-  }
-  return out;
+  const next = mulberry32(seed);
+  return Uint8Array.from({ length }, () => next() & 0xff);
 }
 
 function makeCase(name: string, [h, w]: [number, number], size: [number, number], fill?: number): ResizeCase {

@@ -1,0 +1,13 @@
+// mulberry32: a small seeded generator, so that every process and run makes the same test data.
+
+/** The next 32-bit unsigned value on each call, from `seed`. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
