@@ -10,6 +10,13 @@ import { fromBase64, toBase64, type GraphNode, type JsonAttr, type JsonNode } fr
 /** Output channels per panel of a packed filter (PANEL in src/native/conv.c, which checks the filter's shape). */
 export const PANEL = 32;
 
+/**
+ * Largest Cin x Cout of a 3 x 3 filter run by Winograd's algorithm. Its packed filter is 16/9 the size of the direct
+ * one, and at batch 1 a large filter costs more to read than its arithmetic (docs/runtime.md, "Winograd"): ResNet18's
+ * 512-channel layer stays direct.
+ */
+export const WINOGRAD_MAX_WEIGHTS = 256 * 256;
+
 const text = (attr: JsonAttr | undefined): string | undefined => (attr?.s === undefined ? undefined : fromBase64(attr.s));
 const ACTIVATIONS = ['Relu', 'Relu6'];
 
@@ -21,6 +28,8 @@ export interface PackedNode {
   filterShape: number[];
   /** The weight is stored [Cout, Cin] (a product with transpose_b). */
   transposed: boolean;
+  /** How the op computes it: 'winograd' for 3 x 3 stride-1 convolutions of moderate size, else 'direct'. */
+  algorithm: 'direct' | 'winograd';
   activation: 'None' | 'Relu' | 'Relu6';
   /** The tensor added after the bias (a residual connection), when an addition was fused in. */
   residual?: string;
@@ -28,10 +37,13 @@ export interface PackedNode {
   name: string;
 }
 
+/** How a filter is packed. */
+export type FilterPacking = Pick<PackedNode, 'filterShape' | 'transposed' | 'algorithm'>;
+
 /** What packing changes in a graph: the nodes that become PackedConv2D (by name), the filters packed, the nodes fused away. */
 export interface PackingPlan {
   packed: Map<string, PackedNode>;
-  filters: Map<string, Pick<PackedNode, 'filterShape' | 'transposed'>>;
+  filters: Map<string, FilterPacking>;
   fused: Set<string>;
 }
 
@@ -46,19 +58,23 @@ function fusedActivation(node: JsonNode): PackedNode['activation'] | undefined {
 }
 
 /** The filter PackedConv2D takes for this node with weight `weightShape`, or undefined when it cannot stand for it. */
-function packableFilter(node: JsonNode, weightShape: number[] | undefined): Pick<PackedNode, 'filterShape' | 'transposed'> | undefined {
+function packableFilter(node: JsonNode, weightShape: number[] | undefined): FilterPacking | undefined {
   const attrs = node.attr ?? {};
   if ((attrs.T?.type ?? 'DT_FLOAT') !== 'DT_FLOAT' || fusedActivation(node) === undefined || !weightShape) return undefined;
   if (node.op === 'Conv2D' || node.op === '_FusedConv2D') {
     const undilated = (attrs.dilations?.list?.i ?? []).every((d) => Number(d) === 1);
     const nhwc = (text(attrs.data_format) ?? 'NHWC') === 'NHWC';
     const padding = ['SAME', 'VALID', 'EXPLICIT'].includes(text(attrs.padding) ?? '');
-    return weightShape.length === 4 && undilated && nhwc && padding ? { filterShape: weightShape, transposed: false } : undefined;
+    if (weightShape.length !== 4 || !undilated || !nhwc || !padding) return undefined;
+    const [kh, kw, cin, cout] = weightShape;
+    const unstrided = (attrs.strides?.list?.i ?? [1, 1, 1, 1]).every((s) => Number(s) === 1);
+    const winograd = kh === 3 && kw === 3 && unstrided && cin * cout <= WINOGRAD_MAX_WEIGHTS;
+    return { filterShape: weightShape, transposed: false, algorithm: winograd ? 'winograd' : 'direct' };
   }
   if (node.op === 'MatMul' || node.op === '_FusedMatMul') {
     const transposed = attrs.transpose_b?.b === true;
     const [cin, cout] = transposed ? [...weightShape].reverse() : weightShape;
-    return weightShape.length === 2 && attrs.transpose_a?.b !== true ? { filterShape: [1, 1, cin, cout], transposed } : undefined;
+    return weightShape.length === 2 && attrs.transpose_a?.b !== true ? { filterShape: [1, 1, cin, cout], transposed, algorithm: 'direct' } : undefined;
   }
   return undefined;
 }
@@ -111,8 +127,10 @@ export function planPacking(nodes: JsonNode[], weightShape: (name: string) => nu
 /**
  * A float32 filter [KH, KW, Cin, Cout] (little-endian bytes; stored [Cout, Cin] when `transposed`) as PackedConv2D's
  * panels [ceil(Cout / PANEL), KH * KW * Cin, PANEL]: panel p holds output channels p * PANEL onwards, zeros past Cout.
+ * For the 'winograd' algorithm, see winogradFilter.
  */
-export function packFilter(bytes: Uint8Array, { filterShape, transposed }: Pick<PackedNode, 'filterShape' | 'transposed'>): { shape: number[]; bytes: Uint8Array } {
+export function packFilter(bytes: Uint8Array, { filterShape, transposed, algorithm }: FilterPacking): { shape: number[]; bytes: Uint8Array } {
+  if (algorithm === 'winograd') return winogradFilter(bytes, filterShape);
   const cout = filterShape[3];
   const k = filterShape[0] * filterShape[1] * filterShape[2];
   const panels = Math.ceil(cout / PANEL);
@@ -124,6 +142,35 @@ export function packFilter(bytes: Uint8Array, { filterShape, transposed }: Pick<
     for (let i = 0; i < k; i++) packed[at + i * PANEL] = transposed ? src[o * k + i] : src[i * cout + o];
   }
   return { shape: [panels, k, PANEL], bytes: new Uint8Array(packed.buffer) };
+}
+
+/**
+ * A 3 x 3 filter [3, 3, Cin, Cout] as Winograd's F(2x2, 3x3) wants it: G g G^T for each input and output channel
+ * (G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]), computed in double precision and rounded once, in panels
+ * [16, ceil(Cout / PANEL), Cin, PANEL]: entry xi = 4 * row + column of the 4 x 4 result.
+ */
+export function winogradFilter(bytes: Uint8Array, filterShape: number[]): { shape: number[]; bytes: Uint8Array } {
+  const [kh, kw, cin, cout] = filterShape;
+  if (kh !== 3 || kw !== 3) throw new RangeError(`Winograd's F(2x2, 3x3) takes a 3 x 3 filter, got ${kh} x ${kw}`);
+  const src = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  if (src.length !== 9 * cin * cout) throw new RangeError(`filter of shape [${filterShape.join(', ')}] has ${src.length} values`);
+  const G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
+  const panels = Math.ceil(cout / PANEL);
+  const packed = new Float32Array(16 * panels * cin * PANEL);
+  const g = (y: number, x: number, i: number, o: number) => src[((y * 3 + x) * cin + i) * cout + o];
+  for (let i = 0; i < cin; i++) {
+    for (let o = 0; o < cout; o++) {
+      const column = Math.floor(o / PANEL) * cin * PANEL + i * PANEL + (o % PANEL);
+      for (let r = 0; r < 4; r++) {
+        for (let c = 0; c < 4; c++) {
+          let sum = 0;
+          for (let y = 0; y < 3; y++) for (let x = 0; x < 3; x++) sum += G[r][y] * g(y, x, i, o) * G[c][x];
+          packed[(4 * r + c) * panels * cin * PANEL + column] = sum;
+        }
+      }
+    }
+  }
+  return { shape: [16, panels, cin, PANEL], bytes: new Uint8Array(packed.buffer) };
 }
 
 /** The PackedConv2D node of a plan entry, and a zero bias for a node without one. */
@@ -148,6 +195,7 @@ export function packedNode(entry: PackedNode): GraphNode[] {
     strides: conv ? (attrs.strides ?? { list: { i: [1, 1, 1, 1] } }) : { list: { i: [1, 1, 1, 1] } },
     padding: conv ? (attrs.padding as JsonAttr) : { s: toBase64('VALID') },
     activation: { s: toBase64(entry.activation) },
+    algorithm: { s: toBase64(entry.algorithm) },
     num_residual: { i: entry.residual === undefined ? 0 : 1 },
   };
   if (conv && attrs.explicit_paddings) own.explicit_paddings = attrs.explicit_paddings;
@@ -163,6 +211,8 @@ export interface PackedConvOptions {
   /** SAME, VALID, or explicit [[top, bottom], [left, right]]. */
   padding: 'SAME' | 'VALID' | [[number, number], [number, number]];
   activation?: PackedNode['activation'];
+  /** 'winograd' takes a filter packed by winogradFilter; default 'direct'. */
+  algorithm?: PackedNode['algorithm'];
 }
 
 /**
@@ -178,6 +228,7 @@ export function runPackedConv(tf: Tf, options: PackedConvOptions, images: Tensor
     { name: 'strides', type: TF_ATTR_INT, value: [1, sh, sw, 1] },
     { name: 'padding', type: TF_ATTR_STRING, value: typeof options.padding === 'string' ? options.padding : 'EXPLICIT' },
     { name: 'activation', type: TF_ATTR_STRING, value: options.activation ?? 'None' },
+    { name: 'algorithm', type: TF_ATTR_STRING, value: options.algorithm ?? 'direct' },
     { name: 'num_residual', type: TF_ATTR_INT, value: residual ? 1 : 0 },
   ];
   if (typeof options.padding !== 'string') {

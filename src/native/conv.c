@@ -8,12 +8,14 @@
 // [ceil(Cout / PANEL), KH * KW * C, PANEL], bias [Cout], and num_residual (0 or 1) residuals: shaped as the
 // convolution's output [N, OH, OW, Cout] (or [N, Cout]) and added in the same pass, or broadcasting with it as
 // TensorFlow's AddV2 does, added after it. Attributes as TensorFlow's Conv2D (strides, padding, explicit_paddings),
-// with kernel_size [KH, KW] and activation. Output: the convolution's shape, or the broadcast one.
+// with kernel_size [KH, KW], activation and algorithm: 'winograd' computes a 3 x 3 stride-1 convolution by
+// Winograd's F(2x2, 3x3) from a filter packed for it, [16, ceil(Cout / PANEL), C, PANEL] (winograd_convolve).
+// Output: the convolution's shape, or the broadcast one.
 //
-// Every output is one sum over its inputs in filter order, a fused multiply-add at a time from zero; then the bias
-// and the residual are added, each rounding as TensorFlow's BiasAdd and AddV2 would. The float operations are the
-// same whichever rows share a call, so an image's answer does not depend on its batch, and the AVX-512, AVX2 and
-// portable kernels give bit-identical results.
+// Every output is one sum over its inputs in filter order, a fused multiply-add at a time from zero (for Winograd's
+// algorithm: its tile transforms around such sums); then the bias and the residual are added, each rounding as
+// TensorFlow's BiasAdd and AddV2 would. The float operations are the same whichever rows share a call, so an image's
+// answer does not depend on its batch, and the AVX-512, AVX2 and portable kernels give bit-identical results.
 #define OP_NAME "PackedConv2D"
 #define EXTRA_EXPORTS conv_exports
 #include "tf_op_addon.h"
@@ -32,6 +34,7 @@ typedef struct {
   int padding;
   int64_t pads[4];  // EXPLICIT: top, bottom, left, right
   int activation;
+  int winograd;  // algorithm 'winograd': a 3 x 3 stride-1 convolution in 2 x 2 tiles (winograd_convolve)
 } Conv;
 
 // What a kernel adds to its sums and writes: bias (PANEL values), residual (NULL, or rows as the output's),
@@ -198,6 +201,7 @@ typedef struct {
   const char *name;
   const Kernel *kernels;
   int max_rows;
+  int vector;  // AVX2 for Winograd's transforms (which give the same bits as the portable ones)
 } Isa;
 
 static Isa isa;
@@ -217,12 +221,12 @@ static const char *vector_kernels(void) {
 static void choose_isa(void) {
   const char *best = vector_kernels(), *wanted = getenv("CONV_KERNELS");
   const int portable = best == NULL || (wanted != NULL && strcmp(wanted, "portable") == 0);
-  isa = (Isa){"portable", portable_kernels, PORTABLE_MR};
+  isa = (Isa){"portable", portable_kernels, PORTABLE_MR, 0};
 #if defined(__x86_64__)
   if (!portable && strcmp(best, "avx512") == 0 && (wanted == NULL || strcmp(wanted, "avx2") != 0)) {
-    isa = (Isa){"avx512", avx512_kernels, AVX512_MR};
+    isa = (Isa){"avx512", avx512_kernels, AVX512_MR, 1};
   } else if (!portable) {
-    isa = (Isa){"avx2", avx2_kernels, AVX2_MR};
+    isa = (Isa){"avx2", avx2_kernels, AVX2_MR, 1};
   }
 #endif
 }
@@ -339,6 +343,213 @@ done:
   return error;
 }
 
+// Winograd's F(2x2, 3x3): each 2 x 2 tile of outputs from a 4 x 4 patch of inputs with 16 multiplications per input
+// and output channel instead of 36. With B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5;
+// .5 -.5 .5; 0 0 1] and A^T = [1 1 1 0; 0 1 -1 -1], a tile is A^T [(G g G^T) * (B^T d B)] A. The filter's G g G^T
+// comes packed from the session graph (packed-conv.ts): [16, panels, C, PANEL]. B^T d B and A^T m A are additions
+// only, in a fixed order, and the 16 products per tile are the kernels' sums: so as for the direct path, the bits do
+// not depend on the batch or on the kernels the CPU runs.
+#define WINOGRAD_TILES 16
+
+// B^T d B of one tile for channels [c, c_count): d[4 * i + j] points at the C inputs of patch row i, column j; the
+// result for xi = 4 * i + j goes to out[xi * plane + c].
+static void input_tile(const float *const *d, float *out, int64_t plane, int64_t c, int64_t c_count) {
+  for (; c < c_count; c++) {
+    float r[4][4];
+    for (int j = 0; j < 4; j++) {
+      r[0][j] = d[j][c] - d[8 + j][c];
+      r[1][j] = d[4 + j][c] + d[8 + j][c];
+      r[2][j] = d[8 + j][c] - d[4 + j][c];
+      r[3][j] = d[4 + j][c] - d[12 + j][c];
+    }
+    for (int i = 0; i < 4; i++) {
+      out[(4 * i + 0) * plane + c] = r[i][0] - r[i][2];
+      out[(4 * i + 1) * plane + c] = r[i][1] + r[i][2];
+      out[(4 * i + 2) * plane + c] = r[i][2] - r[i][1];
+      out[(4 * i + 3) * plane + c] = r[i][1] - r[i][3];
+    }
+  }
+}
+
+// A^T m A of one tile for output channels [co, count), then + bias, + residual and the activation, as the direct
+// path's epilogue: in[xi * plane + co] holds product xi; out[k] (NULL past the image) takes output k = 2 * row + column.
+static void output_tile(const float *in, int64_t plane, const float *bias, const float *const *residual,
+                        float *const *out, int act, int64_t co, int64_t count) {
+  for (; co < count; co++) {
+    float s0[4], s1[4], y[4];
+    for (int j = 0; j < 4; j++) {
+      const float m0 = in[j * plane + co], m1 = in[(4 + j) * plane + co], m2 = in[(8 + j) * plane + co],
+                  m3 = in[(12 + j) * plane + co];
+      s0[j] = m0 + m1 + m2;
+      s1[j] = m1 - m2 - m3;
+    }
+    y[0] = s0[0] + s0[1] + s0[2];
+    y[1] = s0[1] - s0[2] - s0[3];
+    y[2] = s1[0] + s1[1] + s1[2];
+    y[3] = s1[1] - s1[2] - s1[3];
+    for (int k = 0; k < 4; k++) {
+      if (out[k] == NULL) continue;
+      float value = y[k] + bias[co];
+      if (residual[k] != NULL) value += residual[k][co];
+      out[k][co] = activate(value, act);
+    }
+  }
+}
+
+#if defined(__x86_64__)
+// The same sums as input_tile and output_tile, eight channels at a time.
+__attribute__((target("avx2"))) static void input_tile_avx2(const float *const *d, float *out, int64_t plane,
+                                                            int64_t c_count) {
+  int64_t c = 0;
+  for (; c + 8 <= c_count; c += 8) {
+    __m256 r[4][4];
+    for (int j = 0; j < 4; j++) {
+      const __m256 a0 = _mm256_loadu_ps(d[j] + c), a1 = _mm256_loadu_ps(d[4 + j] + c),
+                   a2 = _mm256_loadu_ps(d[8 + j] + c), a3 = _mm256_loadu_ps(d[12 + j] + c);
+      r[0][j] = _mm256_sub_ps(a0, a2);
+      r[1][j] = _mm256_add_ps(a1, a2);
+      r[2][j] = _mm256_sub_ps(a2, a1);
+      r[3][j] = _mm256_sub_ps(a1, a3);
+    }
+    for (int i = 0; i < 4; i++) {
+      _mm256_storeu_ps(out + (4 * i + 0) * plane + c, _mm256_sub_ps(r[i][0], r[i][2]));
+      _mm256_storeu_ps(out + (4 * i + 1) * plane + c, _mm256_add_ps(r[i][1], r[i][2]));
+      _mm256_storeu_ps(out + (4 * i + 2) * plane + c, _mm256_sub_ps(r[i][2], r[i][1]));
+      _mm256_storeu_ps(out + (4 * i + 3) * plane + c, _mm256_sub_ps(r[i][1], r[i][3]));
+    }
+  }
+  input_tile(d, out, plane, c, c_count);
+}
+
+__attribute__((target("avx2"))) static void output_tile_avx2(const float *in, int64_t plane, const float *bias,
+                                                             const float *const *residual, float *const *out, int act,
+                                                             int64_t count) {
+  const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+  int64_t co = 0;
+  for (; co + 8 <= count; co += 8) {
+    __m256 s0[4], s1[4], y[4];
+    for (int j = 0; j < 4; j++) {
+      const __m256 m0 = _mm256_loadu_ps(in + j * plane + co), m1 = _mm256_loadu_ps(in + (4 + j) * plane + co),
+                   m2 = _mm256_loadu_ps(in + (8 + j) * plane + co), m3 = _mm256_loadu_ps(in + (12 + j) * plane + co);
+      s0[j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+      s1[j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+    }
+    y[0] = _mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]);
+    y[1] = _mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]);
+    y[2] = _mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]);
+    y[3] = _mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]);
+    const __m256 b = _mm256_loadu_ps(bias + co);
+    for (int k = 0; k < 4; k++) {
+      if (out[k] == NULL) continue;
+      __m256 value = _mm256_add_ps(y[k], b);
+      if (residual[k] != NULL) value = _mm256_add_ps(value, _mm256_loadu_ps(residual[k] + co));
+      if (act != ACT_NONE) value = _mm256_max_ps(value, zero);
+      if (act == ACT_RELU6) value = _mm256_min_ps(value, six);
+      _mm256_storeu_ps(out[k] + co, value);
+    }
+  }
+  output_tile(in, plane, bias, residual, out, act, co, count);
+}
+#endif
+
+// Inputs of a tile block, transformed: v[xi][t][c] for xi = 4 * row + column of B^T d B, t the tile within the
+// block. The images are padded; positions past them (the last tile of an odd size) read `zeros`.
+static void winograd_input(const Geometry *g, int64_t t0, int64_t tb, int64_t tiles_h, int64_t tiles_w,
+                           const float *zeros, float *v) {
+  const int64_t c_count = g->channels, plane = tb * c_count;
+  for (int64_t t = 0; t < tb; t++) {
+    const int64_t tile = t0 + t, n = tile / (tiles_h * tiles_w), ty = tile % (tiles_h * tiles_w) / tiles_w,
+                  tx = tile % tiles_w;
+    const float *d[16];
+    for (int i = 0; i < 4; i++) {
+      for (int j = 0; j < 4; j++) {
+        const int64_t y = 2 * ty + i, x = 2 * tx + j;
+        d[4 * i + j] = y < g->height && x < g->width ? g->x + ((n * g->height + y) * g->width + x) * c_count : zeros;
+      }
+    }
+#if defined(__x86_64__)
+    if (isa.vector) {
+      input_tile_avx2(d, v + t * c_count, plane, c_count);
+      continue;
+    }
+#endif
+    input_tile(d, v + t * c_count, plane, 0, c_count);
+  }
+}
+
+// Outputs of a tile block from its products m[xi][t][co] (row length ldm). Outputs past the image (the last tile
+// of an odd size) are not written.
+static void winograd_output(const Conv *conv, const Geometry *g, int64_t t0, int64_t tb, int64_t tiles_h,
+                            int64_t tiles_w, const float *m, int64_t ldm, const float *bias, const float *residual,
+                            int64_t out_channels, float *out) {
+  for (int64_t t = 0; t < tb; t++) {
+    const int64_t tile = t0 + t, n = tile / (tiles_h * tiles_w), ty = tile % (tiles_h * tiles_w) / tiles_w,
+                  tx = tile % tiles_w;
+    float *to[4];
+    const float *res[4];
+    for (int k = 0; k < 4; k++) {
+      const int64_t oy = 2 * ty + k / 2, ox = 2 * tx + k % 2;
+      const int64_t at = ((n * g->out_h + oy) * g->out_w + ox) * out_channels;
+      const int inside = oy < g->out_h && ox < g->out_w;
+      to[k] = inside ? out + at : NULL;
+      res[k] = inside && residual != NULL ? residual + at : NULL;
+    }
+#if defined(__x86_64__)
+    if (isa.vector) {
+      output_tile_avx2(m + t * ldm, tb * ldm, bias, res, to, conv->activation, out_channels);
+      continue;
+    }
+#endif
+    output_tile(m + t * ldm, tb * ldm, bias, res, to, conv->activation, 0, out_channels);
+  }
+}
+
+// The convolution by Winograd's F(2x2, 3x3) (conv->winograd): filter [16, panels, C, PANEL]; otherwise as convolve.
+static const char *winograd_convolve(const Conv *conv, const Geometry *g, const float *filter, int64_t k,
+                                     const float *bias, const float *residual, int64_t out_channels, float *out) {
+  (void)k;
+  pthread_once(&isa_once, choose_isa);
+  const int64_t channels = g->channels, panels = (out_channels + PANEL - 1) / PANEL, ldm = panels * PANEL;
+  const int64_t tiles_h = (g->out_h + 1) / 2, tiles_w = (g->out_w + 1) / 2, tiles = g->batch * tiles_h * tiles_w;
+  // Tiles per block: about 512 KiB of transformed inputs, which the products then read from L2 for every panel.
+  int64_t block = 8192 / (channels > ldm ? channels : ldm);
+  if (block < isa.max_rows) block = isa.max_rows;
+  if (block > tiles) block = tiles;
+  float *zeros = calloc((size_t)channels, sizeof *zeros);
+  float *v = malloc((size_t)(WINOGRAD_TILES * block * channels) * sizeof *v);
+  float *m = malloc((size_t)(WINOGRAD_TILES * block * ldm) * sizeof *m);
+  const float **rows = malloc((size_t)block * sizeof *rows);
+  const float zero_bias[PANEL] = {0};
+  const char *error = NULL;
+  if (zeros == NULL || v == NULL || m == NULL || rows == NULL) {
+    error = "out of memory for the convolution's tiles";
+    goto done;
+  }
+  for (int64_t t0 = 0; t0 < tiles; t0 += block) {
+    const int64_t count = tiles - t0 < block ? tiles - t0 : block, groups = (count + isa.max_rows - 1) / isa.max_rows;
+    winograd_input(g, t0, count, tiles_h, tiles_w, zeros, v);
+    for (int xi = 0; xi < WINOGRAD_TILES; xi++) {
+      for (int64_t t = 0; t < count; t++) rows[t] = v + (xi * count + t) * channels;
+      for (int64_t p = 0; p < panels; p++) {
+        const float *panel = filter + (xi * panels + p) * channels * PANEL;
+        for (int64_t group = 0, first = 0; group < groups; group++) {
+          const int mr = tile_rows(count, groups, group);
+          Epilogue e = {zero_bias, NULL, ACT_NONE, m + (xi * count + first) * ldm + p * PANEL, ldm};
+          isa.kernels[mr](rows + first, 1, channels, panel, &e);
+          first += mr;
+        }
+      }
+    }
+    winograd_output(conv, g, t0, count, tiles_h, tiles_w, m, ldm, bias, residual, out_channels, out);
+  }
+done:
+  free(zeros);
+  free(v);
+  free(m);
+  free(rows);
+  return error;
+}
+
 // out = activation(conv + residual) with TensorFlow's AddV2 broadcasting, for a residual not shaped as the
 // convolution's output: dims (as [N, H, W, C]) of each are either equal or 1, the output's the larger.
 static void add_broadcast(const float *conv_out, const int64_t cdims[4], const float *residual, const int64_t rdims[4],
@@ -391,11 +602,18 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
     goto done;
   }
   const int64_t out_channels = tf.Dim(bias, 0);
-  if (tf.TensorType(filter) != TF_FLOAT || tf.NumDims(filter) != 3 ||
-      tf.Dim(filter, 0) != (out_channels + PANEL - 1) / PANEL || tf.Dim(filter, 1) != k || tf.Dim(filter, 2) != PANEL) {
+  const int64_t panels = (out_channels + PANEL - 1) / PANEL;
+  if (conv->winograd && (tf.TensorType(filter) != TF_FLOAT || tf.NumDims(filter) != 4 ||
+                         tf.Dim(filter, 0) != WINOGRAD_TILES || tf.Dim(filter, 1) != panels ||
+                         tf.Dim(filter, 2) != channels || tf.Dim(filter, 3) != PANEL)) {
+    snprintf(why, sizeof why, "filter must be float32 [%d, %lld, %lld, %d] (Winograd panels of %lld inputs)",
+             WINOGRAD_TILES, (long long)panels, (long long)channels, PANEL, (long long)channels);
+    goto done;
+  }
+  if (!conv->winograd && (tf.TensorType(filter) != TF_FLOAT || tf.NumDims(filter) != 3 || tf.Dim(filter, 0) != panels ||
+                          tf.Dim(filter, 1) != k || tf.Dim(filter, 2) != PANEL)) {
     snprintf(why, sizeof why, "filter must be float32 [%lld, %lld, %d] (panels of %lld x %lld x %lld inputs)",
-             (long long)((out_channels + PANEL - 1) / PANEL), (long long)k, PANEL, (long long)conv->kh,
-             (long long)conv->kw, (long long)channels);
+             (long long)panels, (long long)k, PANEL, (long long)conv->kh, (long long)conv->kw, (long long)channels);
     goto done;
   }
   int64_t pad_y[2], pad_x[2];
@@ -440,9 +658,11 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
       goto done;
     }
   }
+  const char *(*run)(const Conv *, const Geometry *, const float *, int64_t, const float *, const float *, int64_t,
+                     float *) = conv->winograd ? winograd_convolve : convolve;
   if (conv_size > 0 && !broadcast) {
-    const char *error = convolve(conv, &g, tf.TensorData(filter), k, tf.TensorData(bias),
-                                 residual != NULL ? tf.TensorData(residual) : NULL, out_channels, tf.TensorData(output));
+    const char *error = run(conv, &g, tf.TensorData(filter), k, tf.TensorData(bias),
+                            residual != NULL ? tf.TensorData(residual) : NULL, out_channels, tf.TensorData(output));
     if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
   } else if (size > 0) {
     // The convolution and its bias first, then the broadcast addition and the activation.
@@ -450,8 +670,8 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
     plain.activation = ACT_NONE;
     between = malloc((size_t)conv_size * sizeof *between);
     const char *error = between == NULL ? "out of memory for the convolution's output"
-                                        : convolve(&plain, &g, tf.TensorData(filter), k, tf.TensorData(bias), NULL,
-                                                   out_channels, between);
+                                        : run(&plain, &g, tf.TensorData(filter), k, tf.TensorData(bias), NULL,
+                                              out_channels, between);
     if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
     else add_broadcast(between, cdims, tf.TensorData(residual), rdims, odims, conv->activation, tf.TensorData(output));
   }
@@ -485,7 +705,7 @@ static void *create(TF_OpKernelConstruction *ctx) {
   Conv *conv = calloc(1, sizeof *conv);
   TF_Status *status = tf.NewStatus();
   int64_t kernel_size[2], strides[4], explicit[8] = {0};
-  char padding[16] = "", activation[16] = "";
+  char padding[16] = "", activation[16] = "", algorithm[16] = "";
   if (conv == NULL) {
     tf.SetStatus(status, TF_RESOURCE_EXHAUSTED, OP_NAME ": out of memory");
     goto done;
@@ -495,6 +715,9 @@ static void *create(TF_OpKernelConstruction *ctx) {
   if (tf.GetCode(status) != TF_OK) goto done;
   tf.GetAttrString(ctx, "activation", activation, sizeof activation - 1, status);
   if (tf.GetCode(status) != TF_OK) goto done;
+  tf.GetAttrString(ctx, "algorithm", algorithm, sizeof algorithm - 1, status);
+  if (tf.GetCode(status) != TF_OK) goto done;
+  conv->winograd = strcmp(algorithm, "winograd") == 0;
   conv->padding = strcmp(padding, "SAME") == 0 ? PAD_SAME : strcmp(padding, "VALID") == 0 ? PAD_VALID : PAD_EXPLICIT;
   if (conv->padding == PAD_EXPLICIT && !int_list(ctx, "explicit_paddings", explicit, 8, status)) goto done;
   conv->activation = strcmp(activation, "Relu") == 0 ? ACT_RELU : strcmp(activation, "Relu6") == 0 ? ACT_RELU6 : ACT_NONE;
@@ -506,6 +729,8 @@ static void *create(TF_OpKernelConstruction *ctx) {
       conv->pads[2] < 0 || conv->pads[3] < 0) {
     tf.SetStatus(status, TF_INVALID_ARGUMENT,
                  OP_NAME ": kernel_size and spatial strides must be positive, paddings spatial and not negative");
+  } else if (conv->winograd && (conv->kh != 3 || conv->kw != 3 || conv->sh != 1 || conv->sw != 1)) {
+    tf.SetStatus(status, TF_INVALID_ARGUMENT, OP_NAME ": the winograd algorithm takes a 3 x 3 kernel with strides 1");
   }
 done:
   if (tf.GetCode(status) != TF_OK) {
@@ -560,4 +785,5 @@ static void define_op(TF_OpDefinitionBuilder *op) {
   tf.AddAttr(op, "padding: {'SAME', 'VALID', 'EXPLICIT'}");
   tf.AddAttr(op, "explicit_paddings: list(int) = []");
   tf.AddAttr(op, "activation: {'None', 'Relu', 'Relu6'} = 'None'");
+  tf.AddAttr(op, "algorithm: {'direct', 'winograd'} = 'direct'");
 }

@@ -1,5 +1,5 @@
 // Geometries PackedConv2D is checked on: kernel sizes, strides and each padding form, channel counts that leave a
-// partial panel, batches that span several blocks of rows, and a matrix product.
+// partial panel, batches that span several blocks of rows, and a matrix product; then the same for Winograd's algorithm.
 import type { ConvCase } from './conv-op';
 
 export const CASES: ConvCase[] = [
@@ -12,6 +12,13 @@ export const CASES: ConvCase[] = [
   { input: [5, 512], kernel: [1, 1], outChannels: 102, padding: 'VALID' },
   { input: [1, 2, 2, 512], kernel: [3, 3], outChannels: 512, padding: 'SAME', activation: 'Relu', residual: true },
   { input: [13, 8, 8, 64], kernel: [3, 3], outChannels: 64, padding: 'SAME', activation: 'Relu' },
+  // Winograd's F(2x2, 3x3): odd sizes (a last tile cut short), a partial panel, explicit and no padding, blocks of
+  // tiles, and a single tile of 512 channels.
+  { input: [2, 9, 7, 5], kernel: [3, 3], outChannels: 40, padding: 'SAME', activation: 'Relu', residual: true, algorithm: 'winograd' },
+  { input: [1, 6, 5, 9], kernel: [3, 3], outChannels: 96, padding: [[0, 2], [1, 0]], activation: 'Relu6', residual: true, algorithm: 'winograd' },
+  { input: [2, 7, 6, 8], kernel: [3, 3], outChannels: 32, padding: 'VALID', algorithm: 'winograd' },
+  { input: [13, 8, 8, 64], kernel: [3, 3], outChannels: 64, padding: 'SAME', activation: 'Relu', algorithm: 'winograd' },
+  { input: [1, 2, 2, 512], kernel: [3, 3], outChannels: 512, padding: 'SAME', activation: 'Relu', residual: true, algorithm: 'winograd' },
 ];
 
 /** The output shape TensorFlow's Conv2D gives the case. */

@@ -29,7 +29,7 @@ export function caseTensors(tf: Tf, c: ConvCase, seed: number, outShape: number[
 /** PackedConv2D on these tensors (filter HWIO, packed here). */
 export function packedConv(tf: Tf, c: ConvCase, t: { images: Tensor; filter: Tensor; bias: Tensor; residual?: Tensor }): Tensor {
   const bytes = new Uint8Array((t.filter.dataSync() as Float32Array).slice().buffer);
-  const packed = packFilter(bytes, { filterShape: t.filter.shape, transposed: false });
+  const packed = packFilter(bytes, { filterShape: t.filter.shape, transposed: false, algorithm: c.algorithm ?? 'direct' });
   const filter = tf.tensor(new Float32Array(packed.bytes.buffer), packed.shape, 'float32');
   try {
     return runPackedConv(tf, c, t.images, filter, t.bias, t.residual);

@@ -55,15 +55,21 @@ test('computes what TensorFlow computes, on every geometry (within float roundin
   assert.is(tf.memory().numTensors, before);
 });
 
-test("an image's answer does not depend on its batch: batch of one = its row of a batch of five, bit for bit", () => {
-  const c: ConvCase = { input: [5, 6, 6, 64], kernel: [3, 3], outChannels: 40, padding: 'SAME', activation: 'Relu', residual: true };
-  const t = caseTensors(tf, c, 7, outputShape(c));
-  const all = packedConv(tf, c, t);
-  const first = { ...t, images: t.images.slice(0, 1), residual: t.residual?.slice(0, 1) };
-  const one = packedConv(tf, { ...c, input: [1, 6, 6, 64] }, first);
-  const row = all.slice(0, 1);
-  assert.equal(Array.from(one.dataSync()), Array.from(row.dataSync()));
-  tf.dispose([all, one, row, first.images, first.residual as Tensor, ...Object.values(t).filter((x): x is Tensor => x !== undefined)]);
+test("an image's answer does not depend on its batch: batch of one = its row of a batch of five, bit for bit, by either algorithm", () => {
+  for (const algorithm of ['direct', 'winograd'] as const) {
+    // 5 x 25 Winograd tiles of 64 channels span two blocks of tiles (128 each).
+    const c: ConvCase = { input: [5, 10, 10, 64], kernel: [3, 3], outChannels: 40, padding: 'SAME', activation: 'Relu', residual: true, algorithm };
+    const t = caseTensors(tf, c, 7, outputShape(c));
+    const all = packedConv(tf, c, t);
+    for (const n of [0, 4]) {
+      const alone = { ...t, images: t.images.slice(n, 1), residual: t.residual?.slice(n, 1) };
+      const one = packedConv(tf, { ...c, input: [1, 10, 10, 64] }, alone);
+      const row = all.slice(n, 1);
+      assert.equal(Array.from(one.dataSync()), Array.from(row.dataSync()), `${algorithm}, image ${n}`);
+      tf.dispose([one, row, alone.images, alone.residual as Tensor]);
+    }
+    tf.dispose([all, ...Object.values(t).filter((x): x is Tensor => x !== undefined)]);
+  }
 });
 
 test('the AVX-512, AVX2 and portable kernels give the same bits on every geometry', () => {
@@ -125,22 +131,25 @@ test('refuses a filter not packed for its images, a residual that does not broad
   assert.throws(() => packedConv(tf, { ...c, kernel: [3, 3, 3] as unknown as [number, number] }, t), /kernel_size needs 2 values, has 3/);
   const matrix = tf.zeros([2, 8]);
   assert.throws(() => packedConv(tf, c, { ...t, images: matrix, residual: undefined }), /images must be float32 \[batch, height, width, channels\]/);
+  const winograd: ConvCase = { ...c, algorithm: 'winograd' };
+  assert.throws(() => packedConv(tf, winograd, { ...t, images: wider }), /filter must be float32 \[16, 1, 9, 32\] \(Winograd panels of 9 inputs\)/);
+  assert.throws(() => packedConv(tf, { ...winograd, strides: [2, 2], residual: false }, { ...t, residual: undefined }), /the winograd algorithm takes a 3 x 3 kernel with strides 1/);
   tf.dispose([wrongResidual, wider, matrix, ...Object.values(t).filter((x): x is Tensor => x !== undefined)]);
 });
 
 test('packFilter: output channel o of input k lands at panel o / 32, row k, column o % 32, zeros past Cout; a transposed weight alike', () => {
   // [1, 1, 2, 3]: input k, output o holds 10k + o.
   const hwio = Float32Array.from([0, 1, 2, 10, 11, 12]);
-  const packed = packFilter(new Uint8Array(hwio.buffer), { filterShape: [1, 1, 2, 3], transposed: false });
+  const packed = packFilter(new Uint8Array(hwio.buffer), { filterShape: [1, 1, 2, 3], transposed: false, algorithm: 'direct' });
   assert.equal(packed.shape, [1, 2, PANEL]);
   const p = new Float32Array(packed.bytes.buffer);
   assert.equal(Array.from(p.subarray(0, 4)), [0, 1, 2, 0]);
   assert.equal(Array.from(p.subarray(PANEL, PANEL + 4)), [10, 11, 12, 0]);
   assert.ok(p.subarray(3, PANEL).every((v) => v === 0));
   const transposed = Float32Array.from([0, 10, 1, 11, 2, 12]);
-  const t = packFilter(new Uint8Array(transposed.buffer), { filterShape: [1, 1, 2, 3], transposed: true });
+  const t = packFilter(new Uint8Array(transposed.buffer), { filterShape: [1, 1, 2, 3], transposed: true, algorithm: 'direct' });
   assert.equal(Array.from(new Float32Array(t.bytes.buffer)), Array.from(p));
-  const wide = packFilter(new Uint8Array(new Float32Array(40).fill(1).buffer), { filterShape: [1, 1, 1, 40], transposed: false });
+  const wide = packFilter(new Uint8Array(new Float32Array(40).fill(1).buffer), { filterShape: [1, 1, 1, 40], transposed: false, algorithm: 'direct' });
   assert.equal(wide.shape, [2, 1, PANEL]);
   assert.is(new Float32Array(wide.bytes.buffer).filter((v) => v === 1).length, 40);
 });
@@ -165,12 +174,50 @@ test('planPacking fuses a residual addition and its ReLU into the convolution, t
   ];
   const plan = planPacking(nodes, shapeOf);
   assert.equal([...plan.packed.keys()], ['c1', 'c2', 'fc']);
-  assert.equal({ ...plan.packed.get('c2'), node: undefined }, { node: undefined, filterShape: [3, 3, 8, 8], transposed: false, activation: 'Relu', residual: 'x', name: 'relu' });
+  assert.equal({ ...plan.packed.get('c2'), node: undefined }, { node: undefined, filterShape: [3, 3, 8, 8], transposed: false, algorithm: 'winograd', activation: 'Relu', residual: 'x', name: 'relu' });
   assert.is(plan.packed.get('c1')?.activation, 'Relu');
   assert.equal(plan.packed.get('fc')?.filterShape, [1, 1, 8, 10]);
   assert.is(plan.packed.get('fc')?.transposed, true);
+  assert.is(plan.packed.get('fc')?.algorithm, 'direct');
   assert.equal([...plan.fused], ['add', 'relu']);
   assert.equal([...plan.filters.keys()], ['w1', 'w2', 'fc']);
+});
+
+test("planPacking runs 3 x 3 stride-1 convolutions up to 256 x 256 channels by Winograd's algorithm, others directly", () => {
+  const sizes: Record<string, number[]> = { small: [3, 3, 8, 8], edge: [3, 3, 256, 256], big: [3, 3, 256, 512], wide: [1, 1, 8, 8], tall: [5, 3, 8, 8] };
+  const nodes = [
+    node('x', 'Placeholder', []),
+    conv('c1', 'x', 'small'),
+    conv('c2', 'x', 'edge'),
+    conv('c3', 'x', 'big'),
+    conv('c4', 'x', 'wide'),
+    conv('c5', 'x', 'tall'),
+    { ...conv('c6', 'x', 'small2'), attr: { ...conv('c6', 'x', 'small2').attr, strides: { list: { i: [1, 2, 2, 1] } } } },
+  ];
+  const plan = planPacking(nodes, (name) => sizes[name] ?? (name === 'small2' ? [3, 3, 8, 8] : name.endsWith('_bias') ? [8] : undefined));
+  const algorithms = Object.fromEntries([...plan.packed].map(([name, entry]) => [name, entry.algorithm]));
+  assert.equal(algorithms, { c1: 'winograd', c2: 'winograd', c3: 'direct', c4: 'direct', c5: 'direct', c6: 'direct' });
+});
+
+test('winogradFilter: G g G^T of each input and output channel, in panels [16, panels, Cin, 32]', () => {
+  // [3, 3, 1, 2]: output 0 all ones; output 1 a single 2 at the centre.
+  const hwio = new Float32Array(18);
+  for (let k = 0; k < 9; k++) hwio[2 * k] = 1;
+  hwio[2 * 4 + 1] = 2;
+  const packed = packFilter(new Uint8Array(hwio.buffer), { filterShape: [3, 3, 1, 2], transposed: false, algorithm: 'winograd' });
+  assert.equal(packed.shape, [16, 1, 1, PANEL]);
+  const p = new Float32Array(packed.bytes.buffer);
+  const entry = (xi: number, o: number) => p[xi * PANEL + o];
+  // G 1 = [1, 1.5, 0.5, 1] for a column of ones; G [0 1 0] = [0, 0.5, -0.5, 0].
+  const ones = [1, 1.5, 0.5, 1];
+  const centre = [0, 0.5, -0.5, 0];
+  for (let r = 0; r < 4; r++) {
+    for (let c = 0; c < 4; c++) {
+      assert.is(entry(4 * r + c, 0), ones[r] * ones[c]);
+      assert.is(entry(4 * r + c, 1), 2 * centre[r] * centre[c]);
+      assert.is(entry(4 * r + c, 2), 0);
+    }
+  }
 });
 
 test('planPacking leaves alone what the op cannot stand for', () => {
