@@ -10,7 +10,7 @@ import { Model, readModelFolder, writeSessionModel } from '../src/engine/model';
 import { PANEL, runPackedConv } from '../src/engine/packed-conv';
 import { createPreprocessor } from '../src/image/preprocess';
 import { loadRuntime, readOut, type Tf } from '../src/runtime';
-import type { Ceiling, ModelOnly, Stage } from './report';
+import type { Ceiling, ModelOnly, Stage, StageCosts } from './report';
 
 const INFER_WARMUP = 5;
 const INFER_RUNS = 50;
@@ -40,17 +40,16 @@ const meanStage = (stages: Stage[]): Stage => ({ ms: mean(stages.map((s) => s.ms
 async function main(): Promise<void> {
   const { values, positionals: photos } = parseArgs({
     allowPositionals: true,
-    options: { 'model-dir': { type: 'string' }, onnx: { type: 'string' } },
+    options: { 'model-dir': { type: 'string' }, onnx: { type: 'string' }, 'stages-only': { type: 'boolean' } },
   });
-  if (!values['model-dir'] || !values.onnx || photos.length === 0) {
-    throw new Error('usage: ceiling.ts --model-dir model_tfjs --onnx .cache/convert/model.onnx photo...');
+  if (!values['model-dir'] || (!values.onnx && !values['stages-only']) || photos.length === 0) {
+    throw new Error('usage: ceiling.ts --model-dir model_tfjs (--onnx .cache/convert/model.onnx | --stages-only) photo...');
   }
   // The server's own defaults (threads, pixel limit, EXIF), so the stages cost what they cost in the server.
   const defaults = parseConfig([], {});
   if (defaults.help) throw new Error('parseConfig without arguments asked for the usage text');
   const { config } = defaults;
   const { tf, info } = await loadRuntime({ device: 'cpu', intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
-  const peakGflops = fp32Peak(tf);
   const model = await Model.load(tf, values['model-dir']);
   const { height, width } = model.inputSize;
   const preprocess = createPreprocessor(tf, { height, width, mean: model.metadata.mean, std: model.metadata.std });
@@ -92,6 +91,11 @@ async function main(): Promise<void> {
     }, PHOTO_RUNS, PHOTO_WARMUP));
   }
   model.dispose();
+  const stages: StageCosts = { decode: meanStage(decode), preprocess: meanStage(preprocessing), infer, pipeline: meanStage(pipeline), inferBatched };
+  if (values['stages-only'] || !values.onnx) {
+    process.stdout.write(`${JSON.stringify(stages)}\n`);
+    return;
+  }
 
   // The same model through onnxruntime-node with default options, as the ort baseline runs it (NCHW).
   const session = await InferenceSession.create(values.onnx);
@@ -99,17 +103,13 @@ async function main(): Promise<void> {
   const ortInfer = await measure(() => session.run(feeds), INFER_RUNS, INFER_WARMUP);
   await session.release();
 
-  const modelOnly = await modelPaths(tf, model0(values['model-dir']), values.onnx, height, width, peakGflops);
+  const modelOnly = await modelPaths(tf, model0(values['model-dir']), values.onnx, height, width, fp32Peak(tf));
 
   const ceiling: Omit<Ceiling, 'otherCores'> = {
     backend:
       `${info.backend} on ${info.device}, TensorFlow ${info.tfVersion}, intra-op threads ${info.intraOpThreads}, ` +
       `inter-op threads ${info.interOpThreads}, oneDNN ${info.oneDnn ? 'on' : 'off'}, convolutions ${info.convolutions}`,
-    decode: meanStage(decode),
-    preprocess: meanStage(preprocessing),
-    infer,
-    pipeline: meanStage(pipeline),
-    inferBatched,
+    ...stages,
     ortInfer,
     modelOnly,
   };

@@ -23,10 +23,8 @@ export interface Stage {
 }
 
 /** Per-image costs measured outside any server; decode and preprocess are means over the photo set. */
-export interface Ceiling {
-  backend: string;
-  /** CPU used by other processes while it was measured, in cores. */
-  otherCores: number;
+/** The per-image costs of the pipeline's stages, measured outside any server (bench/ceiling.ts). */
+export interface StageCosts {
   decode: Stage;
   preprocess: Stage;
   infer: Stage;
@@ -34,6 +32,28 @@ export interface Ceiling {
   pipeline: Stage;
   /** Per image, in batches of 32 (what a loaded server runs). */
   inferBatched: Stage;
+}
+
+/**
+ * The stages' costs as medians of several measurements (field by field): the machine's speed drifts over a run, and
+ * a ceiling measured only before the servers would compare their figures with another machine's.
+ */
+export function medianStages(samples: StageCosts[]): StageCosts {
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  };
+  const stage = (key: keyof StageCosts): Stage => ({ ms: median(samples.map((s) => s[key].ms)), cpuMs: median(samples.map((s) => s[key].cpuMs)) });
+  return { decode: stage('decode'), preprocess: stage('preprocess'), infer: stage('infer'), pipeline: stage('pipeline'), inferBatched: stage('inferBatched') };
+}
+
+export interface Ceiling extends StageCosts {
+  backend: string;
+  /** CPU used by other processes while it was measured, in cores. */
+  otherCores: number;
+  /** How many measurements of the stages the figures are medians of (before the servers and between their rounds). */
+  samples?: number;
   /** The same model in onnxruntime-node with default options, for comparison. */
   ortInfer: Stage;
   /** Added by run.ts from bench/pillow_costs.py: Pillow's open + convert('RGB') + resize, mean over the photos. */
@@ -146,8 +166,12 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
       ? ours.levels.map((l) => `${fixed(l.throughput)} req/s at concurrency ${l.concurrency} (${fixed((100 * l.throughput) / ceilingRps, 0)}%)`).join(', ')
       : 'n/a (ours not run)';
   return [
-    `Each stage run alone, one image at a time, outside any server (${ceiling.backend}); other load meanwhile: ` +
-      `${fixed(ceiling.otherCores, 2)} cores. Wall time is the best of the repeats, CPU time (all threads) their mean.`,
+    `Each stage run alone, one image at a time, outside any server (${ceiling.backend}), with the server's allocator settings; ` +
+      `other load meanwhile: ${fixed(ceiling.otherCores, 2)} cores. Wall time is the best of the repeats, CPU time (all threads) their mean.` +
+      (ceiling.samples && ceiling.samples > 1
+        ? ` Measured ${ceiling.samples} times, before the servers and after each round of theirs (the servers idle), and each ` +
+          `figure is the median: the machine's speed drifts over a run, and the servers are compared with the stages as the machine ran meanwhile.`
+        : ''),
     '',
     '| stage, one image, batch 1 | wall ms | CPU ms |',
     '|---|---:|---:|',

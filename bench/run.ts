@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
 import type { HealthInfo } from '../src/http/routes/health';
 import { renderPlot } from './plot';
-import { renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun } from './report';
+import { medianStages, renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun, type StageCosts } from './report';
 import { serveMallocEnv, serveNodeFlags } from '../test/helpers/process';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
@@ -278,7 +278,7 @@ async function slice(
  * Runs the servers side by side: every concurrency level is split into `rounds` slices, and the servers take turns
  * slice by slice, so that load from other users of the machine, which comes and goes, falls on all of them alike.
  */
-async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<ServerRun[]> {
+async function drive(lives: Live[], uploads: Upload[], opts: Options, betweenRounds: () => Promise<void>): Promise<ServerRun[]> {
   const slices = new Map(lives.map((l) => [l, new Map(opts.concurrency.map((c) => [c, { samples: [], serverCpu: 0, otherCpu: 0 } as Slices]))]));
   for (let round = 0; round < opts.rounds; round++) {
     for (const concurrency of opts.concurrency) {
@@ -291,6 +291,7 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<S
         await slice(live, uploads, sliceOpts, slices.get(live)!.get(concurrency)!);
       }
     }
+    await betweenRounds();
     console.error(`round ${round + 1}/${opts.rounds} done`);
   }
   const runs: ServerRun[] = [];
@@ -311,15 +312,19 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options): Promise<S
   return runs;
 }
 
-async function measureCeiling(opts: Options, photos: string[]): Promise<Ceiling> {
-  const script = path.join(ROOT, 'bench/ceiling.ts');
-  const [busyBefore, childBefore, selfBefore, start] = [await machineBusySeconds(), await reapedChildrenCpuSeconds(), process.cpuUsage(), Date.now()];
-  const out = execFileSync(
+/** bench/ceiling.ts in a process of its own, with the server's allocator settings and node flags; its JSON line. */
+function runCeiling(opts: Options, photos: string[], mode: string[]): string {
+  return execFileSync(
     process.execPath,
-    ['-r', 'tsx/cjs', script, '--model-dir', opts.modelDir, '--onnx', path.join(opts.convertDir, 'model.onnx'), ...photos],
+    [...serveNodeFlags(), '-r', 'tsx/cjs', path.join(ROOT, 'bench/ceiling.ts'), '--model-dir', opts.modelDir, ...mode, ...photos],
     // TF_CPP_MIN_LOG_LEVEL=1: TensorFlow's start-up INFO lines off, its warnings and errors kept.
-    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '1' } },
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...serveMallocEnv(), TF_CPP_MIN_LOG_LEVEL: '1' } },
   );
+}
+
+async function measureCeiling(opts: Options, photos: string[]): Promise<Ceiling> {
+  const [busyBefore, childBefore, selfBefore, start] = [await machineBusySeconds(), await reapedChildrenCpuSeconds(), process.cpuUsage(), Date.now()];
+  const out = runCeiling(opts, photos, ['--onnx', path.join(opts.convertDir, 'model.onnx')]);
   const self = process.cpuUsage(selfBefore);
   const ours = (await reapedChildrenCpuSeconds()) - childBefore + (self.user + self.system) / 1e6;
   const otherCores = Math.max(0, ((await machineBusySeconds()) - busyBefore - ours) / ((Date.now() - start) / 1000));
@@ -403,7 +408,13 @@ async function main(): Promise<void> {
   let runs: ServerRun[];
   try {
     for (const contender of contenders(opts, exported, checkpoint, logDir)) lives.push(await startServer(contender, uploads, opts.warmup));
-    runs = lives.length > 0 ? await drive(lives, uploads, opts) : [];
+    // The stages again after each round, the servers idle: the ceiling's figures are medians over the whole run.
+    const between: StageCosts[] = [];
+    const measureBetween = async () => {
+      if (ceiling) between.push(JSON.parse(runCeiling(opts, photos, ['--stages-only'])) as StageCosts);
+    };
+    runs = lives.length > 0 ? await drive(lives, uploads, opts, measureBetween) : [];
+    if (ceiling && between.length > 0) Object.assign(ceiling, medianStages([ceiling, ...between]), { samples: 1 + between.length });
   } finally {
     await Promise.all(lives.map((l) => l.server.stop()));
   }

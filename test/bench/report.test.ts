@@ -1,8 +1,9 @@
-// The benchmark report: a baseline that died under load is named with its log line, and its empty levels compare as n/a.
+// The benchmark report: a baseline that died under load is named with its log line, and its empty levels compare as n/a;
+// the ceiling's stages are medians of the measurements taken through the run.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { summarize, type LoadSample } from '../../bench/load';
-import { renderReport, type RunInfo, type ServerRun } from '../../bench/report';
+import { medianStages, renderReport, type RunInfo, type ServerRun, type StageCosts } from '../../bench/report';
 
 const sample = (answers: number, seconds: number): LoadSample => ({
   latencies: Array.from({ length: answers }, (_, i) => 10 + i),
@@ -36,6 +37,20 @@ test('a server that crashed is named with its log line; its empty level shows n/
   assert.match(report, '| Flask | 32 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | 700 | n/a | n/a |');
   const summary = report.split('\n').find((line) => line.startsWith('- Concurrency 32:'));
   assert.is(summary, '- Concurrency 32: ours serves 2.00x the throughput of gunicorn (p50 latency 1.85x theirs, CPU per request 1.00x theirs).');
+});
+
+test("the ceiling's stages: the median of each figure on its own, the middle two averaged for an even count", () => {
+  const costs = (ms: number, cpuMs: number): StageCosts => {
+    const stage = { ms, cpuMs };
+    return { decode: stage, preprocess: { ms: ms / 2, cpuMs }, infer: stage, pipeline: { ms: 3 * ms, cpuMs: cpuMs + 1 }, inferBatched: stage };
+  };
+  const odd = medianStages([costs(4, 9), costs(1, 5), costs(10, 6)]);
+  assert.equal(odd.decode, { ms: 4, cpuMs: 6 });
+  assert.equal(odd.preprocess, { ms: 2, cpuMs: 6 });
+  assert.equal(odd.pipeline, { ms: 12, cpuMs: 7 });
+  const even = medianStages([costs(4, 9), costs(1, 5), costs(10, 6), costs(2, 8)]);
+  assert.equal(even.decode, { ms: 3, cpuMs: 7 });
+  assert.equal(even.inferBatched, { ms: 3, cpuMs: 7 });
 });
 
 test.run();
