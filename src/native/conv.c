@@ -452,14 +452,21 @@ __attribute__((target("avx2"))) static void output_tile_avx2(const float *in, in
 }
 #endif
 
+// Image n, tile row ty and tile column tx of tile number `tile` (tiles numbered image by image, row-major).
+static void tile_position(int64_t tile, int64_t tiles_h, int64_t tiles_w, int64_t *n, int64_t *ty, int64_t *tx) {
+  *n = tile / (tiles_h * tiles_w);
+  *ty = tile % (tiles_h * tiles_w) / tiles_w;
+  *tx = tile % tiles_w;
+}
+
 // Inputs of a tile block, transformed: v[xi][t][c] for xi = 4 * row + column of B^T d B, t the tile within the
 // block. The images are padded; positions past them (the last tile of an odd size) read `zeros`.
 static void winograd_input(const Geometry *g, int64_t t0, int64_t tb, int64_t tiles_h, int64_t tiles_w,
                            const float *zeros, float *v) {
   const int64_t c_count = g->channels, plane = tb * c_count;
   for (int64_t t = 0; t < tb; t++) {
-    const int64_t tile = t0 + t, n = tile / (tiles_h * tiles_w), ty = tile % (tiles_h * tiles_w) / tiles_w,
-                  tx = tile % tiles_w;
+    int64_t n, ty, tx;
+    tile_position(t0 + t, tiles_h, tiles_w, &n, &ty, &tx);
     const float *d[16];
     for (int i = 0; i < 4; i++) {
       for (int j = 0; j < 4; j++) {
@@ -483,8 +490,8 @@ static void winograd_output(const Conv *conv, const Geometry *g, int64_t t0, int
                             int64_t tiles_w, const float *m, int64_t ldm, const float *bias, const float *residual,
                             int64_t out_channels, float *out) {
   for (int64_t t = 0; t < tb; t++) {
-    const int64_t tile = t0 + t, n = tile / (tiles_h * tiles_w), ty = tile % (tiles_h * tiles_w) / tiles_w,
-                  tx = tile % tiles_w;
+    int64_t n, ty, tx;
+    tile_position(t0 + t, tiles_h, tiles_w, &n, &ty, &tx);
     float *to[4];
     const float *res[4];
     for (int k = 0; k < 4; k++) {
