@@ -22,8 +22,10 @@ export interface Stage {
   cpuMs: number;
 }
 
-/** Per-image costs measured outside any server; decode and preprocess are means over the photo set. */
-/** The per-image costs of the pipeline's stages, measured outside any server (bench/ceiling.ts). */
+/**
+ * The per-image costs of the pipeline's stages, measured outside any server (bench/ceiling.ts); decode and preprocess
+ * are means over the photo set.
+ */
 export interface StageCosts {
   decode: Stage;
   preprocess: Stage;

@@ -12,8 +12,8 @@ export const PANEL = 32;
 
 /**
  * Largest Cin x Cout of a 3 x 3 filter run by Winograd's algorithm. Its packed filter is 16/9 the size of the direct
- * one, and at batch 1 a large filter costs more to read than its arithmetic (docs/runtime.md, "Winograd"): ResNet18's
- * 512-channel layer stays direct.
+ * one, and at batch 1 a large filter costs more to read than its arithmetic (docs/runtime.md, "Winograd's F(2x2,
+ * 3x3)"): ResNet18's 512-channel layer stays direct.
  */
 export const WINOGRAD_MAX_WEIGHTS = 256 * 256;
 
