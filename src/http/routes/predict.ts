@@ -7,6 +7,7 @@ import type { PipelineResult } from '../../engine/pipeline';
 import type { Prediction } from '../../engine/postprocess';
 import { ServiceError } from '../../errors';
 import { INTERNAL_MESSAGE, type ErrorBody } from '../error-middleware';
+import { uploadStorage } from '../upload-storage';
 import type { AppConfig, AppState, Ready, RequestFacts } from '../state';
 
 /** Exactly the original demo's success body (one image). */
@@ -86,7 +87,7 @@ export function predictRoute(deps: { config: AppConfig; state: AppState }): Midd
       if (received > maxBodyBytes) stop(tooLarge());
     };
     const options: UploadOptions = {
-      storage: multer.memoryStorage(),
+      storage: uploadStorage(config.maxUploadBytes),
       // Small caps on everything but the picture: the only other input is `topk`.
       limits: { fileSize: config.maxUploadBytes, files: config.maxFiles, fields: 8, fieldSize: 1024, parts: config.maxFiles + 9 },
       streamHandler(req, busboy) {
