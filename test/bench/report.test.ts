@@ -42,12 +42,13 @@ test('a server that crashed is named with its log line; its empty level shows n/
 test("the ceiling's stages: the median of each figure on its own, the middle two averaged for an even count", () => {
   const costs = (ms: number, cpuMs: number): StageCosts => {
     const stage = { ms, cpuMs };
-    return { decode: stage, preprocess: { ms: ms / 2, cpuMs }, infer: stage, pipeline: { ms: 3 * ms, cpuMs: cpuMs + 1 }, inferBatched: stage };
+    return { decode: stage, preprocess: { ms: ms / 2, cpuMs }, infer: stage, pipeline: { ms: 3 * ms, cpuMs: cpuMs + 1 }, pipelineMedian: { ms: 2 * ms, cpuMs }, inferBatched: stage };
   };
   const odd = medianStages([costs(4, 9), costs(1, 5), costs(10, 6)]);
   assert.equal(odd.decode, { ms: 4, cpuMs: 6 });
   assert.equal(odd.preprocess, { ms: 2, cpuMs: 6 });
   assert.equal(odd.pipeline, { ms: 12, cpuMs: 7 });
+  assert.equal(odd.pipelineMedian, { ms: 8, cpuMs: 6 });
   const even = medianStages([costs(4, 9), costs(1, 5), costs(10, 6), costs(2, 8)]);
   assert.equal(even.decode, { ms: 3, cpuMs: 7 });
   assert.equal(even.inferBatched, { ms: 3, cpuMs: 7 });
