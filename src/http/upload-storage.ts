@@ -14,18 +14,21 @@ function overLimit(): Error {
 const UNDECLARED_START_BYTES = 64 * 1024;
 
 /**
- * Each file goes into a buffer of the most it can be: the request's Content-Length, or the limit when smaller.
- * Without a Content-Length the buffer starts small and doubles.
- * `file.buffer` is a Buffer over exactly the file's bytes.
+ * A request's first file goes into a buffer of the most it can be: the request's Content-Length, or the limit when
+ * smaller. Without a Content-Length, and for further files of the same request (which share that length), the
+ * buffer starts small and doubles. `file.buffer` is a Buffer over exactly the file's bytes.
  */
 export function uploadStorage(maxFileBytes: number): multer.StorageEngine {
+  const sized = new WeakSet<IncomingMessage>();
   return {
     _handleFile(req: IncomingMessage, file: multer.File, callback: (error?: unknown, info?: multer.File) => void) {
       const declared = Number(req.headers['content-length']);
       const known = Number.isSafeInteger(declared) && declared >= 0;
       const most = known ? Math.min(declared, maxFileBytes) : maxFileBytes;
+      const whole = known && !sized.has(req);
+      sized.add(req);
       // Uninitialised and outside Node's shared pool: only the bytes written are ever read.
-      let buffer = Buffer.allocUnsafeSlow(known ? most : Math.min(most, UNDECLARED_START_BYTES));
+      let buffer = Buffer.allocUnsafeSlow(whole ? most : Math.min(most, UNDECLARED_START_BYTES));
       let size = 0;
       let done = false;
       const finish = (error?: unknown, info?: Pick<multer.File, 'buffer' | 'size'>) => {

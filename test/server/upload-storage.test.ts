@@ -10,14 +10,16 @@ import { uploadStorage } from '../../src/http/upload-storage';
 
 type Stored = Pick<multer.File, 'buffer' | 'size'>;
 
-/** Runs the storage on `stream` as multer would, for a request with these headers. */
-function store(limit: number, headers: IncomingMessage['headers'], stream: Readable): Promise<Stored> {
-  const storage = uploadStorage(limit);
+/** Runs `storage` on `stream` as multer would, for the request `req`. */
+function storeIn(storage: multer.StorageEngine, req: IncomingMessage, stream: Readable): Promise<Stored> {
   const file = { fieldname: 'image', originalname: 'x.jpg', stream } as unknown as multer.File;
   return new Promise((resolve, reject) =>
-    storage._handleFile({ headers } as IncomingMessage, file, (err: unknown, info?: multer.File) => (err ? reject(err) : resolve(info as Stored))),
+    storage._handleFile(req, file, (err: unknown, info?: multer.File) => (err ? reject(err) : resolve(info as Stored))),
   );
 }
+
+/** One file of a request with these headers, through a new storage. */
+const store = (limit: number, headers: IncomingMessage['headers'], stream: Readable) => storeIn(uploadStorage(limit), { headers } as IncomingMessage, stream);
 
 /** `count` chunks of `size` bytes, each byte numbered, so that a misplaced chunk shows. */
 function chunks(count: number, size: number): Buffer[] {
@@ -41,6 +43,15 @@ test('a Content-Length over the limit allocates the limit; none: a buffer grown 
   assert.is(chunked.buffer.buffer.byteLength, 262_144, '64 KiB, doubled twice until the file fits');
   const empty = await store(1_000_000, { 'content-length': '200' }, Readable.from([]));
   assert.equal([empty.size, empty.buffer.length], [0, 0]);
+});
+
+test("a request's further files start small: only its first is given the whole Content-Length", async () => {
+  const storage = uploadStorage(20e6);
+  const req = { headers: { 'content-length': '3000000' } } as unknown as IncomingMessage;
+  const first = await storeIn(storage, req, Readable.from(chunks(1, 1000)));
+  const second = await storeIn(storage, req, Readable.from(chunks(2, 1000)));
+  assert.equal([first.buffer.buffer.byteLength, second.buffer.buffer.byteLength], [3_000_000, 65_536]);
+  assert.ok(second.buffer.equals(Buffer.concat(chunks(2, 1000))));
 });
 
 test('a file larger than its buffer can grow is LIMIT_FILE_SIZE (the route answers 413)', async () => {
