@@ -10,7 +10,7 @@ import { Model, readModelFolder, writeSessionModel } from '../src/engine/model';
 import { PANEL, runPackedConv } from '../src/engine/packed-conv';
 import { createPreprocessor } from '../src/image/preprocess';
 import { loadRuntime, readOut, type Tf } from '../src/runtime';
-import { median, type Ceiling, type ModelOnly, type Stage, type StageCosts } from './report';
+import { medianStage, type Ceiling, type ModelOnly, type Stage, type StageCosts } from './report';
 
 const INFER_WARMUP = 5;
 const INFER_RUNS = 50;
@@ -91,8 +91,14 @@ async function main(): Promise<void> {
     }, PHOTO_RUNS, PHOTO_WARMUP));
   }
   model.dispose();
-  const pipelineMedian = { ms: median(pipeline.map((s) => s.ms)), cpuMs: median(pipeline.map((s) => s.cpuMs)) };
-  const stages: StageCosts = { decode: meanStage(decode), preprocess: meanStage(preprocessing), infer, pipeline: meanStage(pipeline), pipelineMedian, inferBatched };
+  const stages: StageCosts = {
+    decode: meanStage(decode),
+    preprocess: meanStage(preprocessing),
+    infer,
+    pipeline: meanStage(pipeline),
+    pipelineMedian: medianStage(pipeline),
+    inferBatched,
+  };
   if (values['stages-only'] || !values.onnx) {
     process.stdout.write(`${JSON.stringify(stages)}\n`);
     return;

@@ -46,7 +46,7 @@ export interface StageCosts {
  * a ceiling measured only before the servers would compare their figures with another machine's.
  */
 export function medianStages(samples: StageCosts[]): StageCosts {
-  const stage = (key: keyof StageCosts): Stage => ({ ms: median(samples.map((s) => s[key].ms)), cpuMs: median(samples.map((s) => s[key].cpuMs)) });
+  const stage = (key: keyof StageCosts): Stage => medianStage(samples.map((s) => s[key]));
   return {
     decode: stage('decode'),
     preprocess: stage('preprocess'),
@@ -57,8 +57,13 @@ export function medianStages(samples: StageCosts[]): StageCosts {
   };
 }
 
+/** The median wall time and the median CPU time of `stages`, each on its own. */
+export function medianStage(stages: Stage[]): Stage {
+  return { ms: median(stages.map((s) => s.ms)), cpuMs: median(stages.map((s) => s.cpuMs)) };
+}
+
 /** The middle value, the middle two averaged for an even count. */
-export function median(values: number[]): number {
+function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
