@@ -10,7 +10,7 @@ import { Model, readModelFolder, writeSessionModel } from '../src/engine/model';
 import { PANEL, runPackedConv } from '../src/engine/packed-conv';
 import { createPreprocessor } from '../src/image/preprocess';
 import { loadRuntime, readOut, type Tf } from '../src/runtime';
-import { medianStage, type Ceiling, type ModelOnly, type Stage, type StageCosts } from './report';
+import { interOpWords, medianStage, type Ceiling, type ModelOnly, type Stage, type StageCosts } from './report';
 
 const INFER_WARMUP = 5;
 const INFER_RUNS = 50;
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   const ceiling: Omit<Ceiling, 'otherCores'> = {
     backend:
       `${info.backend} on ${info.device}, TensorFlow ${info.tfVersion}, intra-op threads ${info.intraOpThreads}, ` +
-      `inter-op threads ${info.interOpThreads}, oneDNN ${info.oneDnn ? 'on' : 'off'}, convolutions ${info.convolutions}`,
+      `${interOpWords(info.interOpThreads)}, oneDNN ${info.oneDnn ? 'on' : 'off'}, convolutions ${info.convolutions}`,
     ...stages,
     ortInfer,
     modelOnly,

@@ -41,6 +41,11 @@ export interface StageCosts {
   inferBatched: Stage;
 }
 
+/** TensorFlow's inter-op setting in words: -1 means each session runs in the thread that calls it. */
+export function interOpWords(threads: number): string {
+  return threads === -1 ? 'sessions run in the calling thread' : `inter-op threads ${threads}`;
+}
+
 /**
  * The stages' costs as medians of several measurements (field by field): the machine's speed drifts over a run, and
  * a ceiling measured only before the servers would compare their figures with another machine's.

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { closedLoop, loadUploads, post, summarize, type LoadSample, type Upload } from './load';
 import type { HealthInfo } from '../src/http/routes/health';
 import { renderPlot } from './plot';
-import { medianStages, renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun, type StageCosts } from './report';
+import { interOpWords, medianStages, renderReport, type Ceiling, type RunInfo, type ServerKey, type ServerRun, type StageCosts } from './report';
 import { serveMallocEnv, serveNodeFlags } from '../test/helpers/process';
 import { freePort, machineBusySeconds, reapedChildrenCpuSeconds, ServerProcess, type ServerSpec } from './server-process';
 
@@ -127,7 +127,7 @@ async function inspectOurs(base: URL, exported: ExportInfo): Promise<string> {
   const r = health.runtime;
   return (
     `ours, from its /health: ${r.binding}, backend ${r.backend} on ${r.device}, TensorFlow ${r.tensorflow}, ` +
-    `intra-op threads ${r.intra_op_threads}, inter-op threads ${r.inter_op_threads}, oneDNN ${r.onednn ? 'on' : 'off'}, convolutions ${r.convolutions}`
+    `intra-op threads ${r.intra_op_threads}, ${interOpWords(r.inter_op_threads)}, oneDNN ${r.onednn ? 'on' : 'off'}, convolutions ${r.convolutions}`
   );
 }
 

@@ -90,7 +90,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxBatch', flag: 'max-batch', env: 'MAX_BATCH', kind: int(1, 1024), default: '16', help: 'most images a worker runs through the model in one call (requests waiting for a worker are batched)' },
   { key: 'maxBatchDelayMs', flag: 'max-batch-delay-ms', env: 'MAX_BATCH_DELAY_MS', kind: int(0, 10000), default: '0', help: 'how long a free worker waits for a fuller batch before it starts a smaller one (0: start at once)' },
   { key: 'intraOpThreads', flag: 'intra-op-threads', env: 'TF_NUM_INTRAOP_THREADS', kind: int(1, 1024), default: undefined, help: 'threads inside one TensorFlow op (unset: 1)' },
-  { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(1, 1024), default: undefined, help: 'TensorFlow ops run in parallel in one process, shared by its threads (unset: one per thread)' },
+  { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(-1, 1024), default: undefined, help: 'threads of the pool that runs TensorFlow sessions\' ops, shared by the process (unset or -1: each session runs in the engine thread that calls it; 0: one per core)' },
   { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request body (then 408 request_timeout), and for a queued prediction to start (then 503 overloaded)' },
   { key: 'maxInFlight', flag: 'max-in-flight', env: 'MAX_IN_FLIGHT', kind: int(1, 100000), default: '128', help: 'prediction requests held at once (uploading, queued, running); more get 503 overloaded with Retry-After (memory: up to this many uploads of --max-upload-bytes)' },
   { key: 'shutdownDrainMs', flag: 'shutdown-drain-ms', env: 'SHUTDOWN_DRAIN_MS', kind: int(0), default: '5000', help: 'on SIGTERM, time /health answers 503 "stopping" while new requests are still accepted and served, for load balancers to stop sending; then the listener closes and shutdown-grace-ms starts (SIGINT skips the drain)' },
@@ -158,7 +158,7 @@ function convert(option: OptionSpec, raw: string, source: string): unknown {
   const kind = option.kind;
   switch (kind.type) {
     case 'int': {
-      const value = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
+      const value = /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : NaN;
       if (!Number.isSafeInteger(value) || value < kind.min || value > kind.max) {
         bad(kind.max === Number.MAX_SAFE_INTEGER ? `an integer >= ${kind.min}` : `an integer from ${kind.min} to ${kind.max}`);
       }

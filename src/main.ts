@@ -50,13 +50,12 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  // Processes share the machine's cores: each takes its share, an engine thread per core of it. TensorFlow's thread
-  // pools are process-wide: the one that runs ops side by side gets a thread per engine thread, so that every
-  // thread's session can run at once (measured: docs/runtime.md).
+  // Processes share the machine's cores: each takes its share, an engine thread per core of it. Each engine thread
+  // runs its sessions itself unless --inter-op-threads asks for TensorFlow's pool (measured: docs/runtime.md).
   const share = threadsPerProcess(os.availableParallelism(), config.workers);
   let plan: RuntimePlan;
   try {
-    plan = prepareRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads ?? config.threads ?? share });
+    plan = prepareRuntime({ device: config.device, intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
   } catch (err) {
     // Device and setup problems (no GPU, addon not built) carry their fix in the message.
     logger.error(`startup failed: ${(err as Error).message}`);

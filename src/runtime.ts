@@ -22,7 +22,10 @@ export interface RuntimeInfo {
   /** Version of the loaded libtensorflow. */
   tfVersion: string;
   tfjsVersion: string;
-  /** Thread pool sizes given to TensorFlow (option, else environment, else the measured default 1). */
+  /**
+   * Thread pool sizes given to TensorFlow (option, else environment, else the measured defaults). Inter-op
+   * `SESSION_RUNS_IN_CALLER` (-1, TensorFlow's convention): a session runs its ops in the thread that calls it.
+   */
   intraOpThreads: number;
   interOpThreads: number;
   /** Whether TensorFlow's oneDNN CPU kernels are on (TF_ENABLE_ONEDNN_OPTS; off unless set, see docs/runtime.md). */
@@ -50,9 +53,15 @@ const SETUP_TARGET = { cpu: 'make setup', gpu: 'make setup-gpu' } as const;
 // TensorFlow reads these when the binding creates its eager context, i.e. while the package loads.
 const INTRA_ENV = 'TF_NUM_INTRAOP_THREADS';
 const INTER_ENV = 'TF_NUM_INTEROP_THREADS';
-// Measured on the 2-core target with the converted ResNet18, one image per prediction: one thread per pool gives
+// Measured on the 2-core target with the converted ResNet18, one image per prediction: one thread inside an op gives
 // lower latency and CPU than TensorFlow's one-per-core default, and equal batch-8 time (docs/runtime.md).
-const DEFAULT_THREADS = 1;
+const DEFAULT_INTRA_OP_THREADS = 1;
+/**
+ * TensorFlow's value for the inter-op pool that makes a session run every op in the calling thread, not in the pool.
+ * The default: each engine thread runs its own batches, so handing them to a pool only adds two thread wake-ups per
+ * run (measured: docs/runtime.md). Eager ops run in the calling thread whatever this says.
+ */
+export const SESSION_RUNS_IN_CALLER = -1;
 // Measured on the 2-core target: oneDNN off costs less CPU per prediction at equal or better latency.
 const ONEDNN_ENV = 'TF_ENABLE_ONEDNN_OPTS';
 
@@ -131,8 +140,8 @@ export function prepareRuntime(opts: RuntimeOptions): RuntimePlan {
   if (!DEVICE_CHOICES.includes(opts.device)) {
     throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
   }
-  const intra = threadCount('intraOpThreads', opts.intraOpThreads, INTRA_ENV);
-  const inter = threadCount('interOpThreads', opts.interOpThreads, INTER_ENV);
+  const intra = intraOpCount(opts.intraOpThreads);
+  const inter = interOpCount(opts.interOpThreads);
   const oneDnn = oneDnnFromEnv();
   let kind: 'cpu' | 'gpu' = 'cpu';
   if (opts.device === 'gpu') {
@@ -164,8 +173,8 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
     if (!DEVICE_CHOICES.includes(opts.device)) {
       throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
     }
-    threadCount('intraOpThreads', opts.intraOpThreads, INTRA_ENV);
-    threadCount('interOpThreads', opts.interOpThreads, INTER_ENV);
+    intraOpCount(opts.intraOpThreads);
+    interOpCount(opts.interOpThreads);
     return reuse(current, opts);
   }
   for (const binding of Object.values(BINDINGS)) {
@@ -226,17 +235,27 @@ function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {
 }
 
 /** An explicit option wins; otherwise a value already in the environment is honoured; else the measured default. */
-function threadCount(name: string, value: number | undefined, envName: string): number {
-  if (value === undefined) {
-    const fromEnv = process.env[envName];
-    if (fromEnv === undefined || fromEnv === '') return DEFAULT_THREADS;
-    value = Number(fromEnv);
-    name = envName;
+function intraOpCount(value: number | undefined): number {
+  const fromEnv = process.env[INTRA_ENV];
+  if (value === undefined && (fromEnv === undefined || fromEnv === '')) return DEFAULT_INTRA_OP_THREADS;
+  const count = value ?? Number(fromEnv);
+  if (!Number.isInteger(count) || count < 1) {
+    const [name, given] = value === undefined ? [INTRA_ENV, JSON.stringify(fromEnv)] : ['intraOpThreads', String(value)];
+    throw new RangeError(`${name} must be a positive integer, got ${given}`);
   }
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  return count;
+}
+
+/** The same for the pool that runs sessions' ops, which also takes SESSION_RUNS_IN_CALLER (its default) and 0. */
+function interOpCount(value: number | undefined): number {
+  const fromEnv = process.env[INTER_ENV];
+  if (value === undefined && (fromEnv === undefined || fromEnv === '')) return SESSION_RUNS_IN_CALLER;
+  const count = value ?? Number(fromEnv);
+  if (!Number.isInteger(count) || count < SESSION_RUNS_IN_CALLER) {
+    const [name, given] = value === undefined ? [INTER_ENV, JSON.stringify(fromEnv)] : ['interOpThreads', String(value)];
+    throw new RangeError(`${name} must be ${SESSION_RUNS_IN_CALLER} (sessions run in the calling thread), 0 or a positive integer, got ${given}`);
   }
-  return value;
+  return count;
 }
 
 /** TensorFlow reads the variable as a boolean (0/1/true/false); unset means off here. */

@@ -377,7 +377,7 @@ export const OPENAPI: OpenApiDocument = {
               tensorflow: { type: 'string' },
               tfjs: { type: 'string' },
               intra_op_threads: { type: 'integer', minimum: 1 },
-              inter_op_threads: { type: 'integer', minimum: 1 },
+              inter_op_threads: { type: 'integer', minimum: -1, description: '-1: each session runs in the engine thread that calls it (the default); 0: TensorFlow picks' },
               onednn: { type: 'boolean' },
               convolutions: {
                 type: 'string',

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { summarize, type LoadSample } from '../../bench/load';
-import { medianStages, renderReport, type RunInfo, type ServerRun, type StageCosts } from '../../bench/report';
+import { interOpWords, medianStages, renderReport, type RunInfo, type ServerRun, type StageCosts } from '../../bench/report';
 
 const sample = (answers: number, seconds: number): LoadSample => ({
   latencies: Array.from({ length: answers }, (_, i) => 10 + i),
@@ -37,6 +37,11 @@ test('a server that crashed is named with its log line; its empty level shows n/
   assert.match(report, '| Flask | 32 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | 700 | n/a | n/a |');
   const summary = report.split('\n').find((line) => line.startsWith('- Concurrency 32:'));
   assert.is(summary, '- Concurrency 32: ours serves 2.00x the throughput of gunicorn (p50 latency 1.85x theirs, CPU per request 1.00x theirs).');
+});
+
+test("TensorFlow's inter-op setting reads as words: -1 runs sessions in the calling thread", () => {
+  assert.is(interOpWords(-1), 'sessions run in the calling thread');
+  assert.is(interOpWords(2), 'inter-op threads 2');
 });
 
 test("the ceiling's stages: the median of each figure on its own, the middle two averaged for an even count", () => {

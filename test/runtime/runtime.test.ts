@@ -31,7 +31,7 @@ test('info reports the CPU binding, its devices and the pinned TensorFlow versio
     tfVersion: pinnedTfVersion(),
     tfjsVersion: tfjs.version,
     intraOpThreads: 1,
-    interOpThreads: 1,
+    interOpThreads: -1,
     oneDnn: false,
     convolutions: convolutionKernels().vector ?? 'tensorflow',
   });
@@ -40,13 +40,13 @@ test('info reports the CPU binding, its devices and the pinned TensorFlow versio
 test('compatible requests get the runtime already loaded', () => {
   assert.is(loadRuntime({ device: 'cpu' }).tf, tf);
   assert.is(loadRuntime({ device: 'auto' }).info, info);
-  assert.is(loadRuntime({ device: 'cpu', intraOpThreads: 1, interOpThreads: 1 }).tf, tf);
+  assert.is(loadRuntime({ device: 'cpu', intraOpThreads: 1, interOpThreads: -1 }).tf, tf);
 });
 
 test('a second, different binding or thread setting is refused', () => {
   assert.throws(() => loadRuntime({ device: 'gpu' }), /already loaded.*device 'gpu' \(loaded: @tensorflow\/tfjs-node on cpu\)/);
   assert.throws(() => loadRuntime({ device: 'cpu', intraOpThreads: 3 }), /cannot change: intraOpThreads 3 \(loaded: 1\)/);
-  assert.throws(() => loadRuntime({ device: 'auto', interOpThreads: 2 }), /interOpThreads 2 \(loaded: 1\)/);
+  assert.throws(() => loadRuntime({ device: 'auto', interOpThreads: 2 }), /interOpThreads 2 \(loaded: -1\)/);
 });
 
 test('bad options are RangeErrors that name the value', () => {
@@ -56,11 +56,15 @@ test('bad options are RangeErrors that name the value', () => {
     assert.throws(() => loadRuntime({ device: 'cpu', intraOpThreads: bad }), (e: Error) =>
       e instanceof RangeError && /^intraOpThreads must be a positive integer/.test(e.message));
   }
+  for (const bad of [-2, 0.5]) {
+    assert.throws(() => loadRuntime({ device: 'cpu', interOpThreads: bad }), (e: Error) =>
+      e instanceof RangeError && e.message === `interOpThreads must be -1 (sessions run in the calling thread), 0 or a positive integer, got ${bad}`);
+  }
   const saved = process.env.TF_NUM_INTEROP_THREADS;
   process.env.TF_NUM_INTEROP_THREADS = 'two';
   try {
     assert.throws(() => loadRuntime({ device: 'cpu' }), (e: Error) =>
-      e instanceof RangeError && /TF_NUM_INTEROP_THREADS must be a positive integer/.test(e.message));
+      e instanceof RangeError && e.message === 'TF_NUM_INTEROP_THREADS must be -1 (sessions run in the calling thread), 0 or a positive integer, got "two"');
   } finally {
     if (saved === undefined) delete process.env.TF_NUM_INTEROP_THREADS;
     else process.env.TF_NUM_INTEROP_THREADS = saved;

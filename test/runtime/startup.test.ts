@@ -129,11 +129,39 @@ test('thread counts reach TensorFlow: options and env variables become the pools
   const large = run("{ device: 'cpu', intraOpThreads: 4, interOpThreads: 4 }");
   assert.equal([small.info.intraOpThreads, small.info.interOpThreads, ...small.env], [1, 1, '1', '1']);
   assert.equal([large.info.intraOpThreads, large.info.interOpThreads, ...large.env], [4, 4, '4', '4']);
-  // Unset: the measured default of one thread per pool, passed to TensorFlow explicitly.
+  // Unset: the measured defaults, one thread inside an op and sessions run by their caller, passed to TensorFlow.
   const unset = run("{ device: 'cpu' }");
-  assert.equal([unset.info.intraOpThreads, unset.info.interOpThreads, ...unset.env], [1, 1, '1', '1']);
+  assert.equal([unset.info.intraOpThreads, unset.info.interOpThreads, ...unset.env], [1, -1, '1', '-1']);
   const fromEnv = run("{ device: 'cpu' }", { TF_NUM_INTRAOP_THREADS: '3' });
-  assert.equal([fromEnv.info.intraOpThreads, fromEnv.info.interOpThreads, ...fromEnv.env], [3, 1, '3', '1']);
+  assert.equal([fromEnv.info.intraOpThreads, fromEnv.info.interOpThreads, ...fromEnv.env], [3, -1, '3', '-1']);
+  const tfDefault = run("{ device: 'cpu' }", { TF_NUM_INTEROP_THREADS: '0' });
+  assert.equal([tfDefault.info.interOpThreads, tfDefault.env[1]], [0, '0']);
+});
+
+test("by default a session runs in the calling thread; with an inter-op pool, the pool's threads run it", () => {
+  // CPU time of TensorFlow's pool threads (named tf_*) and of the calling thread while a session model predicts,
+  // from the kernel's nanosecond counters (/proc/<tid>/schedstat).
+  const run = (opts: string) => inChild<{ pool: number; caller: number }>(`
+    const { readdirSync, readFileSync } = require('node:fs');
+    const { loadRuntime } = require('./src/runtime');
+    const { Model } = require('./src/engine/model');
+    const { tempDir, writeTinyModel } = require('./test/helpers/app');
+    const { tf } = loadRuntime(${opts});
+    const ns = (tid) => Number(readFileSync('/proc/self/task/' + tid + '/schedstat', 'utf8').split(' ')[0]);
+    const poolNs = () => readdirSync('/proc/self/task')
+      .filter((t) => readFileSync('/proc/self/task/' + t + '/comm', 'utf8').startsWith('tf_'))
+      .reduce((sum, t) => sum + ns(t), 0);
+    Model.load(tf, writeTinyModel(tempDir('inline')).dir).then((model) => {
+      const input = tf.ones([4, 8, 8, 3]);
+      tf.dispose(model.predict(input));
+      const pool0 = poolNs(), caller0 = ns(process.pid);
+      for (let i = 0; i < 500; i++) tf.dispose(model.predict(input));
+      console.log(JSON.stringify({ pool: poolNs() - pool0, caller: ns(process.pid) - caller0 }));
+    });`);
+  const inline = run("{ device: 'cpu' }");
+  const pooled = run("{ device: 'cpu', interOpThreads: 1 }");
+  assert.ok(inline.pool < 0.02 * inline.caller, `sessions in the caller: pool threads ran ${inline.pool} ns, the caller ${inline.caller} ns`);
+  assert.ok(pooled.pool > 0.1 * pooled.caller, `an inter-op pool: its threads ran ${pooled.pool} ns, the caller ${pooled.caller} ns`);
 });
 
 test('oneDNN is off unless TF_ENABLE_ONEDNN_OPTS turns it on, and TensorFlow follows', () => {

@@ -79,6 +79,13 @@ test('a flag wins over its env variable, which wins over the default', () => {
   assert.is(config([], { PORT: '' }).port, 5012, 'an empty env variable counts as unset');
 });
 
+test('--inter-op-threads takes TensorFlow\'s -1 (sessions in the calling thread) and 0 (a thread per core)', () => {
+  assert.is(config(['--inter-op-threads=-1']).interOpThreads, -1);
+  assert.is(config([], { TF_NUM_INTEROP_THREADS: '-1' }).interOpThreads, -1);
+  assert.is(config(['--inter-op-threads', '0']).interOpThreads, 0);
+  assert.is(config(['--inter-op-threads', '2']).interOpThreads, 2);
+});
+
 test('invalid values name the source, the expectation, and show the usage', () => {
   const port = configError(['--port', 'abc']);
   assert.match(port.message, 'Invalid value "abc" for --port: expected an integer from 0 to 65535.');
@@ -89,7 +96,8 @@ test('invalid values name the source, the expectation, and show the usage', () =
   assert.match(configError([], { HONOUR_EXIF: 'maybe' }).message, 'for env HONOUR_EXIF: expected true or false');
   assert.match(configError(['--topk', '0']).message, 'expected an integer >= 1');
   assert.match(configError(['--topk', '2.5']).message, 'expected an integer >= 1');
-  assert.match(configError(['--inter-op-threads', '0']).message, 'expected an integer from 1 to 1024');
+  assert.match(configError(['--inter-op-threads=-2']).message, 'expected an integer from -1 to 1024');
+  assert.match(configError([], { PORT: '-1' }).message, 'for env PORT: expected an integer from 0 to 65535');
   assert.match(configError(['--max-in-flight', '-3']).message, 'Invalid command line');
   assert.match(configError(['--log-level', 'loud']).message, 'expected one of debug, info, warn, error, silent');
 });
