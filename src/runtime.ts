@@ -140,8 +140,8 @@ export function prepareRuntime(opts: RuntimeOptions): RuntimePlan {
   if (!DEVICE_CHOICES.includes(opts.device)) {
     throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
   }
-  const intra = intraOpCount(opts.intraOpThreads);
-  const inter = interOpCount(opts.interOpThreads);
+  const intra = poolSize(INTRA_POOL, opts.intraOpThreads);
+  const inter = poolSize(INTER_POOL, opts.interOpThreads);
   const oneDnn = oneDnnFromEnv();
   let kind: 'cpu' | 'gpu' = 'cpu';
   if (opts.device === 'gpu') {
@@ -173,8 +173,8 @@ export function loadRuntime(opts: RuntimeOptions): Runtime {
     if (!DEVICE_CHOICES.includes(opts.device)) {
       throw new RangeError(`device must be one of ${DEVICE_CHOICES.join(', ')}, got ${JSON.stringify(opts.device)}`);
     }
-    intraOpCount(opts.intraOpThreads);
-    interOpCount(opts.interOpThreads);
+    poolSize(INTRA_POOL, opts.intraOpThreads);
+    poolSize(INTER_POOL, opts.interOpThreads);
     return reuse(current, opts);
   }
   for (const binding of Object.values(BINDINGS)) {
@@ -234,26 +234,31 @@ function reuse(runtime: Runtime, opts: RuntimeOptions): Runtime {
   return runtime;
 }
 
-/** An explicit option wins; otherwise a value already in the environment is honoured; else the measured default. */
-function intraOpCount(value: number | undefined): number {
-  const fromEnv = process.env[INTRA_ENV];
-  if (value === undefined && (fromEnv === undefined || fromEnv === '')) return DEFAULT_INTRA_OP_THREADS;
-  const count = value ?? Number(fromEnv);
-  if (!Number.isInteger(count) || count < 1) {
-    const [name, given] = value === undefined ? [INTRA_ENV, JSON.stringify(fromEnv)] : ['intraOpThreads', String(value)];
-    throw new RangeError(`${name} must be a positive integer, got ${given}`);
-  }
-  return count;
+interface PoolSpec {
+  option: string;
+  env: string;
+  fallback: number;
+  min: number;
+  expected: string;
 }
 
-/** The same for the pool that runs sessions' ops, which also takes SESSION_RUNS_IN_CALLER (its default) and 0. */
-function interOpCount(value: number | undefined): number {
-  const fromEnv = process.env[INTER_ENV];
-  if (value === undefined && (fromEnv === undefined || fromEnv === '')) return SESSION_RUNS_IN_CALLER;
+const INTRA_POOL: PoolSpec = { option: 'intraOpThreads', env: INTRA_ENV, fallback: DEFAULT_INTRA_OP_THREADS, min: 1, expected: 'a positive integer' };
+const INTER_POOL: PoolSpec = {
+  option: 'interOpThreads',
+  env: INTER_ENV,
+  fallback: SESSION_RUNS_IN_CALLER,
+  min: SESSION_RUNS_IN_CALLER,
+  expected: `${SESSION_RUNS_IN_CALLER} (sessions run in the calling thread), 0 or a positive integer`,
+};
+
+/** An explicit option wins; otherwise a value already in the environment is honoured; else the measured default. */
+function poolSize(spec: PoolSpec, value: number | undefined): number {
+  const fromEnv = process.env[spec.env];
+  if (value === undefined && (fromEnv === undefined || fromEnv === '')) return spec.fallback;
   const count = value ?? Number(fromEnv);
-  if (!Number.isInteger(count) || count < SESSION_RUNS_IN_CALLER) {
-    const [name, given] = value === undefined ? [INTER_ENV, JSON.stringify(fromEnv)] : ['interOpThreads', String(value)];
-    throw new RangeError(`${name} must be ${SESSION_RUNS_IN_CALLER} (sessions run in the calling thread), 0 or a positive integer, got ${given}`);
+  if (!Number.isInteger(count) || count < spec.min) {
+    const [name, given] = value === undefined ? [spec.env, JSON.stringify(fromEnv)] : [spec.option, String(value)];
+    throw new RangeError(`${name} must be ${spec.expected}, got ${given}`);
   }
   return count;
 }
