@@ -62,7 +62,8 @@ ENV NODE_ENV=production \
     DEVICE=cpu \
     MALLOC_ARENA_MAX=1 \
     MALLOC_MMAP_THRESHOLD_=33554432 \
-    MALLOC_TRIM_THRESHOLD_=268435456
+    MALLOC_TRIM_THRESHOLD_=268435456 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 COPY --from=modules /src/node_modules node_modules
 COPY deploy/container/healthcheck.js deploy/container/healthcheck.js
 COPY --from=model /model model_tfjs

@@ -116,8 +116,9 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup native $(if $(CONVERT_DEMO),$(DEMO
 # Every option is an env variable, also given on make's command line: `make serve WORKERS=2` runs two processes.
 # glibc maps buffers of 32 MiB and more on their own (a decoded 36-megapixel image goes back at once), keeps one
 # arena for every thread, so what one thread frees another reuses, and keeps freed pages for the next request's
-# decode instead of faulting them in again: the server gives them back itself (docs/runtime.md, "Memory").
-SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456
+# decode instead of faulting them in again: the server gives them back itself; and asks the kernel for 2 MiB pages
+# for its heap, a fault for 512 ordinary ones (docs/runtime.md, "Memory").
+SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 # V8 starts each heap's old generation at 128 MiB: the service's heaps hold about 20 MiB alive, and below that start
 # V8 marks them almost without pause under load (docs/runtime.md, "Garbage collection"). Not settable in NODE_OPTIONS.
 SERVE_NODE_FLAGS := --initial-old-space-size=128

@@ -73,7 +73,8 @@ export function spawnLogging(command: string, args: string[], options: SpawnOpti
  * benchmark that start it themselves: read from the Makefile so that they cannot drift apart.
  */
 export function serveMallocEnv(): Record<string, string> {
-  return Object.fromEntries(makefileWords('SERVE_MALLOC_ENV').map((pair) => pair.split('=') as [string, string]));
+  // A value may hold '=' itself (GLIBC_TUNABLES=glibc.malloc.hugetlb=1): the name ends at the first one.
+  return Object.fromEntries(makefileWords('SERVE_MALLOC_ENV').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
 }
 
 /** The flags `make serve` gives node (SERVE_NODE_FLAGS in the Makefile), read from it for the same reason. */
