@@ -32,6 +32,11 @@ export interface LoadResult {
   p50: number;
   p90: number;
   p99: number;
+  /**
+   * p99 ÷ p50 within each slice, in order: free of the machine's drift between slices, which the pooled p99 ÷ p50
+   * also holds (a slice on a slow stretch of the machine has all its latencies longer).
+   */
+  sliceTails: number[];
   /** CPU time of this load-generating process per request (it shares the machine with the server). */
   clientCpuMsPerRequest: number;
   firstError?: string;
@@ -183,6 +188,12 @@ export function summarize(concurrency: number, samples: LoadSample[]): LoadResul
     p50: percentile(latencies, 50),
     p90: percentile(latencies, 90),
     p99: percentile(latencies, 99),
+    sliceTails: samples
+      .filter((s) => s.latencies.length > 0)
+      .map((s) => {
+        const sorted = [...s.latencies].sort((a, b) => a - b);
+        return percentile(sorted, 99) / percentile(sorted, 50);
+      }),
     clientCpuMsPerRequest: clientCpuMs / latencies.length,
     firstError: samples.find((s) => s.firstError !== undefined)?.firstError,
   };

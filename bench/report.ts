@@ -140,6 +140,28 @@ function loadTable(runs: ServerRun[]): string[] {
   return lines;
 }
 
+/**
+ * p99 ÷ p50 per server and level: over all requests of the level (the table's percentiles), and within each slice
+ * (median and range over the slices).
+ */
+function tailSection(runs: ServerRun[]): string[] {
+  const levels = [...new Set(runs.flatMap((r) => r.levels.map((l) => l.concurrency)))].sort((a, b) => a - b);
+  const lines = [
+    `| server | ${levels.map((c) => `concurrency ${c}`).join(' | ')} |`,
+    `|---|${levels.map(() => '---:').join('|')}|`,
+  ];
+  for (const run of runs) {
+    const cells = levels.map((c) => {
+      const level = run.levels.find((l) => l.concurrency === c);
+      if (!level || level.requests === 0) return 'n/a';
+      const slices = level.sliceTails;
+      return `${fixed(level.p99 / level.p50, 2)}; slices ${fixed(median(slices), 2)} (${fixed(Math.min(...slices), 2)}-${fixed(Math.max(...slices), 2)})`;
+    });
+    lines.push(`| ${run.title} | ${cells.join(' | ')} |`);
+  }
+  return lines;
+}
+
 function summarySection(runs: ServerRun[]): string[] {
   const ours = runs.find((r) => r.key === 'ours');
   const others = runs.filter((r) => r.key !== 'ours');
@@ -363,6 +385,15 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '',
     clientCpuLine(runs),
     ...crashLines(runs),
+    '',
+    '### Tail: p99 ÷ p50',
+    '',
+    ...tailSection(runs),
+    '',
+    'First the ratio over all requests of the level, as in the table; then within each slice, the median over the',
+    'slices and their range. The machine\'s speed drifts over a run and a slice on a slow stretch has all its',
+    'latencies longer, so pooling the slices widens the spread by that drift too; within a slice the load and the',
+    'machine are as steady as the benchmark gets.',
     '',
     '## Ceiling: what the CPU can do per image',
     '',

@@ -39,6 +39,18 @@ test('a server that crashed is named with its log line; its empty level shows n/
   assert.is(summary, '- Concurrency 32: ours serves 2.00x the throughput of gunicorn (p50 latency 1.85x theirs, CPU per request 1.00x theirs).');
 });
 
+test('the tail table gives p99 ÷ p50 over all requests, then within each slice: median and range', () => {
+  // Slices of 100 requests: latencies 10..109 (p50 59, p99 108) and 20..218 by twos (p50 118, p99 216).
+  const steady = sample(100, 1);
+  const slow = { ...sample(100, 1), latencies: Array.from({ length: 100 }, (_, i) => 20 + 2 * i) };
+  const report = renderReport(info, [run('ours', 'ours', [steady, slow]), run('flask', 'Flask', [])], undefined, []);
+  const pooled = 214 / 79; // over the 200 requests: p50 79, p99 214
+  const slices = [108 / 59, 216 / 118];
+  assert.match(report, '| server | concurrency 32 |');
+  assert.match(report, `| ours | ${pooled.toFixed(2)}; slices ${((slices[0] + slices[1]) / 2).toFixed(2)} (${slices[0].toFixed(2)}-${slices[1].toFixed(2)}) |`);
+  assert.match(report, '| Flask | n/a |');
+});
+
 test("TensorFlow's inter-op setting reads as words: -1 runs sessions in the calling thread", () => {
   assert.is(interOpWords(-1), 'sessions run in the calling thread');
   assert.is(interOpWords(2), 'inter-op threads 2');
