@@ -23,6 +23,13 @@ export interface Answer {
   error?: string;
 }
 
+/** One slice's throughput (over its busy time) and latency percentiles. */
+export interface SliceFigures {
+  throughput: number;
+  p50: number;
+  p99: number;
+}
+
 export interface LoadResult {
   concurrency: number;
   requests: number;
@@ -33,10 +40,10 @@ export interface LoadResult {
   p90: number;
   p99: number;
   /**
-   * p99 ÷ p50 within each slice, in order: free of the machine's drift between slices, which the pooled p99 ÷ p50
-   * also holds (a slice on a slow stretch of the machine has all its latencies longer).
+   * Each slice on its own, in order: free of the machine's drift between slices, which the pooled figures also hold
+   * (a slice on a slow stretch of the machine has all its latencies longer).
    */
-  sliceTails: number[];
+  slices: SliceFigures[];
   /** CPU time of this load-generating process per request (it shares the machine with the server). */
   clientCpuMsPerRequest: number;
   firstError?: string;
@@ -188,11 +195,11 @@ export function summarize(concurrency: number, samples: LoadSample[]): LoadResul
     p50: percentile(latencies, 50),
     p90: percentile(latencies, 90),
     p99: percentile(latencies, 99),
-    sliceTails: samples
+    slices: samples
       .filter((s) => s.latencies.length > 0)
       .map((s) => {
         const sorted = [...s.latencies].sort((a, b) => a - b);
-        return percentile(sorted, 99) / percentile(sorted, 50);
+        return { throughput: s.busy.answers / s.busy.seconds, p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
       }),
     clientCpuMsPerRequest: clientCpuMs / latencies.length,
     firstError: samples.find((s) => s.firstError !== undefined)?.firstError,

@@ -78,8 +78,11 @@ export interface Ceiling extends StageCosts {
   backend: string;
   /** CPU used by other processes while it was measured, in cores. */
   otherCores: number;
-  /** How many measurements of the stages the figures are medians of (before the servers and between their rounds). */
-  samples?: number;
+  /**
+   * Every measurement of the stages, in order: before the servers, then after each round of theirs. The figures above
+   * are their medians.
+   */
+  measurements?: StageCosts[];
   /** The same model in onnxruntime-node with default options, for comparison. */
   ortInfer: Stage;
   /** Added by run.ts from bench/pillow_costs.py: Pillow's open + convert('RGB') + resize, mean over the photos. */
@@ -154,7 +157,7 @@ function tailSection(runs: ServerRun[]): string[] {
     const cells = levels.map((c) => {
       const level = run.levels.find((l) => l.concurrency === c);
       if (!level || level.requests === 0) return 'n/a';
-      const slices = level.sliceTails;
+      const slices = level.slices.map((f) => f.p99 / f.p50);
       return `${fixed(level.p99 / level.p50, 2)}; slices ${fixed(median(slices), 2)} (${fixed(Math.min(...slices), 2)}-${fixed(Math.max(...slices), 2)})`;
     });
     lines.push(`| ${run.title} | ${cells.join(' | ')} |`);
@@ -217,8 +220,8 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   return [
     `Each stage run alone, one image at a time, outside any server (${ceiling.backend}), with the server's allocator settings; ` +
       `other load meanwhile: ${fixed(ceiling.otherCores, 2)} cores. Wall time is the best of the repeats, CPU time (all threads) their mean.` +
-      (ceiling.samples && ceiling.samples > 1
-        ? ` Measured ${ceiling.samples} times, before the servers and after each round of theirs (the servers idle), and each ` +
+      (ceiling.measurements && ceiling.measurements.length > 1
+        ? ` Measured ${ceiling.measurements.length} times, before the servers and after each round of theirs (the servers idle), and each ` +
           `figure is the median: the machine's speed drifts over a run, and the servers are compared with the stages as the machine ran meanwhile.`
         : ''),
     '',
@@ -258,6 +261,49 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
     '',
     'The HTTP stage is the least a Koa server pays per upload. The gap to the ceiling is what ours adds beyond it',
     '(handing each upload to an engine thread and back, admission, request logs, metrics) plus any time a core idles.',
+  ];
+}
+
+/**
+ * Ours round by round against the stages measured just before and just after that round (the mean of the two): the
+ * machine's speed drifts over a run, so each slice is set against the stages as the machine ran around it.
+ */
+function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
+  const ours = runs.find((r) => r.key === 'ours');
+  const measured = ceiling.measurements ?? [];
+  const rounds = measured.length - 1;
+  if (!ours || rounds < 1 || ours.levels.some((l) => l.slices.length !== rounds)) {
+    return ['Not available: the stages were measured only once, or ours did not run a slice in every round.'];
+  }
+  const around = (r: number, figure: (s: StageCosts) => number) => (figure(measured[r]) + figure(measured[r + 1])) / 2;
+  const http = ceiling.http ? ceiling.http.serverCpuMs + ceiling.http.clientCpuMs : 0;
+  const ceilingRps = (r: number) => 2000 / (around(r, (s) => s.decode.cpuMs + s.preprocess.cpuMs + s.inferBatched.cpuMs) + http);
+  const loneMedian = (r: number) => around(r, (s) => s.pipelineMedian.ms);
+  const c1 = ours.levels.find((l) => l.concurrency === 1);
+  const loaded = ours.levels.filter((l) => l.concurrency > 1);
+  const c1Ratios = c1 ? c1.slices.map((f, r) => f.p50 / loneMedian(r)) : [];
+  const shares = loaded.map((l) => l.slices.map((f, r) => f.throughput / ceilingRps(r)));
+  const lines = [
+    `| round | lone pipeline, median over the photos, ms | ${c1 ? 'ours at concurrency 1: p50 ms | ÷ lone | ' : ''}two-core ceiling, req/s | ` +
+      `${loaded.map((l) => `ours at concurrency ${l.concurrency}: req/s | % of ceiling`).join(' | ')} |`,
+    `|---:|---:|${c1 ? '---:|---:|' : ''}---:|${loaded.map(() => '---:|---:').join('|')}|`,
+  ];
+  for (let r = 0; r < rounds; r++) {
+    lines.push(
+      `| ${r + 1} | ${fixed(loneMedian(r), 2)} | ${c1 ? `${fixed(c1.slices[r].p50, 2)} | ${fixed(c1Ratios[r], 2)}x | ` : ''}${fixed(ceilingRps(r))} | ` +
+        `${loaded.map((l, i) => `${fixed(l.slices[r].throughput)} | ${fixed(100 * shares[i][r], 0)}%`).join(' | ')} |`,
+    );
+  }
+  const medians = [
+    ...(c1 ? [`concurrency 1 at **${fixed(median(c1Ratios), 2)}x** the lone pipeline's median`] : []),
+    ...loaded.map((l, i) => `${fixed(100 * median(shares[i]), 0)}% of the two-core ceiling at concurrency ${l.concurrency}`),
+  ];
+  return [
+    ...lines,
+    '',
+    `Median over the rounds: ${medians.join(', ')}. Each round's stages are the mean of the measurement before it and ` +
+      'the one after it; the HTTP stage and the load generator are the figures above. The slices of a round run ' +
+      'minutes apart from those measurements, so this pairs them more closely than the medians above, not exactly.',
   ];
 }
 
@@ -399,6 +445,7 @@ export function renderReport(info: RunInfo, runs: ServerRun[], ceiling: Ceiling 
     '',
     ...(ceiling ? ceilingSection(ceiling, runs) : ['Not measured in this run.']),
     '',
+    ...(ceiling ? ['### Round by round', '', ...roundsSection(ceiling, runs), ''] : []),
     '## The model alone',
     '',
     ...(ceiling ? modelSection(ceiling.modelOnly) : ['Not measured in this run.']),

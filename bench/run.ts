@@ -414,7 +414,10 @@ async function main(): Promise<void> {
       if (ceiling) between.push(JSON.parse(runCeiling(opts, photos, ['--stages-only'])) as StageCosts);
     };
     runs = lives.length > 0 ? await drive(lives, uploads, opts, measureBetween) : [];
-    if (ceiling && between.length > 0) Object.assign(ceiling, medianStages([ceiling, ...between]), { samples: 1 + between.length });
+    if (ceiling && between.length > 0) {
+      const first: StageCosts = { decode: ceiling.decode, preprocess: ceiling.preprocess, infer: ceiling.infer, pipeline: ceiling.pipeline, pipelineMedian: ceiling.pipelineMedian, inferBatched: ceiling.inferBatched };
+      Object.assign(ceiling, medianStages([first, ...between]), { measurements: [first, ...between] });
+    }
   } finally {
     await Promise.all(lives.map((l) => l.server.stop()));
   }

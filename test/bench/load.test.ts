@@ -13,7 +13,7 @@ test('percentile is nearest-rank over an ascending list', () => {
   assert.ok(Number.isNaN(percentile([], 50)));
 });
 
-test('summarize merges slices: throughput over the summed busy time, percentiles over all requests, p99 ÷ p50 per slice', () => {
+test('summarize merges slices: throughput over the summed busy time, percentiles over all requests, and each slice on its own', () => {
   const result = summarize(4, [
     { latencies: [10, 30], errors: 0, seconds: 1, busy: { answers: 1, seconds: 0.5 }, clientCpuMs: 2 },
     { latencies: [20, 40, 50, 60], errors: 1, seconds: 2, busy: { answers: 2, seconds: 1.5 }, clientCpuMs: 4, firstError: 'HTTP 500: boom' },
@@ -29,7 +29,7 @@ test('summarize merges slices: throughput over the summed busy time, percentiles
       p50: 30,
       p90: 60,
       p99: 60,
-      sliceTails: [3, 1.5],
+      slices: [{ throughput: 2, p50: 10, p99: 30 }, { throughput: 4 / 3, p50: 40, p99: 60 }],
       clientCpuMsPerRequest: 1,
       firstError: 'HTTP 500: boom',
     },

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { summarize, type LoadSample } from '../../bench/load';
-import { interOpWords, medianStages, renderReport, type RunInfo, type ServerRun, type StageCosts } from '../../bench/report';
+import { interOpWords, medianStages, renderReport, type Ceiling, type RunInfo, type ServerRun, type StageCosts } from '../../bench/report';
 
 const sample = (answers: number, seconds: number): LoadSample => ({
   latencies: Array.from({ length: answers }, (_, i) => 10 + i),
@@ -49,6 +49,32 @@ test('the tail table gives p99 ÷ p50 over all requests, then within each slice:
   assert.match(report, '| server | concurrency 32 |');
   assert.match(report, `| ours | ${pooled.toFixed(2)}; slices ${((slices[0] + slices[1]) / 2).toFixed(2)} (${slices[0].toFixed(2)}-${slices[1].toFixed(2)}) |`);
   assert.match(report, '| Flask | n/a |');
+});
+
+test('round by round: each slice against the mean of the stages measured before and after its round', () => {
+  // Decode, preprocess and batched inference CPU, and the lone pipeline's median, of one measurement.
+  const measured = (decode: number, batched: number, lone: number): StageCosts => ({
+    decode: { ms: decode, cpuMs: decode }, preprocess: { ms: 1, cpuMs: 1 }, infer: { ms: 6, cpuMs: 6 },
+    pipeline: { ms: lone, cpuMs: lone }, pipelineMedian: { ms: lone, cpuMs: lone }, inferBatched: { ms: batched, cpuMs: batched },
+  });
+  const measurements = [measured(4, 3, 10), measured(5, 4, 12), measured(3, 2, 8)];
+  const ceiling: Ceiling = {
+    ...medianStages(measurements), measurements, backend: 'tf', otherCores: 0, ortInfer: { ms: 4, cpuMs: 8 },
+    http: { concurrency: 32, serverCpuMs: 0.5, clientCpuMs: 0.5 },
+    modelOnly: { eager: {}, session: {}, ort: {}, peakGflops: 1 },
+  };
+  const slice = (throughput: number, latency: number): LoadSample => ({ latencies: [latency], errors: 0, seconds: 1, busy: { answers: throughput, seconds: 1 }, clientCpuMs: 0 });
+  const level = (concurrency: number, samples: LoadSample[]) => ({ ...summarize(concurrency, samples), cpuMsPerRequest: 5, otherCores: 0 });
+  const ours: ServerRun = {
+    key: 'ours', title: 'ours', peakRssMiB: 700, answers: new Map(),
+    levels: [level(1, [slice(70, 13.2), slice(80, 12)]), level(32, [slice(160, 200), slice(200, 180)])],
+  };
+  const report = renderReport(info, [ours], ceiling, []);
+  // Round 1: stages (8 + 10) / 2 = 9 ms + 1 ms HTTP and client -> 200 req/s; lone (10 + 12) / 2 = 11 ms.
+  assert.match(report, '| 1 | 11.00 | 13.20 | 1.20x | 200.0 | 160.0 | 80% |');
+  // Round 2: (10 + 6) / 2 = 8 + 1 -> 222.2 req/s; lone 10 ms.
+  assert.match(report, '| 2 | 10.00 | 12.00 | 1.20x | 222.2 | 200.0 | 90% |');
+  assert.match(report, "Median over the rounds: concurrency 1 at **1.20x** the lone pipeline's median, 85% of the two-core ceiling at concurrency 32.");
 });
 
 test("TensorFlow's inter-op setting reads as words: -1 runs sessions in the calling thread", () => {
