@@ -201,15 +201,20 @@ function clientCpuLine(runs: ServerRun[]): string {
   );
 }
 
+/** CPU per image of the three stages with the model in batches, as under load. */
+const batchedCpuMs = (s: StageCosts) => s.decode.cpuMs + s.preprocess.cpuMs + s.inferBatched.cpuMs;
+
+/** CPU per request of the HTTP stage and the load generator (0 when not measured). */
+const httpCpuMs = (ceiling: Ceiling) => (ceiling.http ? ceiling.http.serverCpuMs + ceiling.http.clientCpuMs : 0);
+
 function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   const stages = [ceiling.decode, ceiling.preprocess, ceiling.infer];
   const wall = stages.reduce((sum, s) => sum + s.ms, 0);
   const lone = ceiling.pipeline.ms;
   const typical = ceiling.pipelineMedian.ms;
-  // Under load the model runs in batches: the two-core ceiling counts the batched inference cost.
-  const cpu = [ceiling.decode, ceiling.preprocess, ceiling.inferBatched].reduce((sum, s) => sum + s.cpuMs, 0);
+  const cpu = batchedCpuMs(ceiling);
   const { http } = ceiling;
-  const total = http ? cpu + http.serverCpuMs + http.clientCpuMs : cpu;
+  const total = cpu + httpCpuMs(ceiling);
   const row = (name: string, s: Stage) => `| ${name} | ${fixed(s.ms, 2)} | ${fixed(s.cpuMs, 2)} |`;
   const ours = runs.find((r) => r.key === 'ours');
   const c1 = ours?.levels.find((l) => l.concurrency === 1);
@@ -276,8 +281,7 @@ function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
     return ['Not available: the stages were measured only once, or ours did not run a slice in every round.'];
   }
   const around = (r: number, figure: (s: StageCosts) => number) => (figure(measured[r]) + figure(measured[r + 1])) / 2;
-  const http = ceiling.http ? ceiling.http.serverCpuMs + ceiling.http.clientCpuMs : 0;
-  const ceilingRps = (r: number) => 2000 / (around(r, (s) => s.decode.cpuMs + s.preprocess.cpuMs + s.inferBatched.cpuMs) + http);
+  const ceilingRps = (r: number) => 2000 / (around(r, batchedCpuMs) + httpCpuMs(ceiling));
   const loneMedian = (r: number) => around(r, (s) => s.pipelineMedian.ms);
   const c1 = ours.levels.find((l) => l.concurrency === 1);
   const loaded = ours.levels.filter((l) => l.concurrency > 1);

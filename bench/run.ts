@@ -415,7 +415,8 @@ async function main(): Promise<void> {
     };
     runs = lives.length > 0 ? await drive(lives, uploads, opts, measureBetween) : [];
     if (ceiling && between.length > 0) {
-      const first: StageCosts = { decode: ceiling.decode, preprocess: ceiling.preprocess, infer: ceiling.infer, pipeline: ceiling.pipeline, pipelineMedian: ceiling.pipelineMedian, inferBatched: ceiling.inferBatched };
+      const { decode, preprocess, infer, pipeline, pipelineMedian, inferBatched } = ceiling;
+      const first: StageCosts = { decode, preprocess, infer, pipeline, pipelineMedian, inferBatched };
       Object.assign(ceiling, medianStages([first, ...between]), { measurements: [first, ...between] });
     }
   } finally {
