@@ -324,7 +324,10 @@ function modelSection(m: ModelOnly): string[] {
   const row = (name: string, ms: Record<string, number> | undefined) =>
     `| ${name} | ${['1', '8', '32'].map((b) => (ms ? fixed(ms[b], 2) : 'n/a')).join(' | ')} | ${['1', '8', '32'].map((b) => (ms ? `${fixed(m.ort[b] / ms[b], 2)}x` : 'n/a')).join(' | ')} |`;
   const lines = [
-    'The model alone, on one thread each (as one engine worker runs it), milliseconds per image:',
+    'The model alone, on one thread each (as one engine worker runs it), milliseconds per image. The four Node paths ' +
+      'take turns: four rounds, in each a block per path and batch size (16 runs at batch 1, 2 at batch 8 and 32, after ' +
+      'one untimed run), and the figure is the best block, so that the machine\'s drift falls on all of them alike. ' +
+      'PyTorch runs afterwards in its own process (`bench/model_costs.py`, best of several runs).',
     '',
     '| path | bs 1 | bs 8 | bs 32 | onnxruntime ÷ this, bs 1 | bs 8 | bs 32 |',
     '|---|---:|---:|---:|---:|---:|---:|',
