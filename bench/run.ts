@@ -416,8 +416,8 @@ async function main(): Promise<void> {
     runs = lives.length > 0 ? await drive(lives, uploads, opts, measureBetween) : [];
     if (ceiling && between.length > 0) {
       // A copy: Object.assign below overwrites the ceiling's own figures with the medians.
-      const { decode, preprocess, infer, pipeline, pipelineMedian, inferBatched } = ceiling;
-      const first: StageCosts = { decode, preprocess, infer, pipeline, pipelineMedian, inferBatched };
+      const { decode, preprocess, infer, pipeline, pipelineMedian, loneStream, inferBatched } = ceiling;
+      const first: StageCosts = { decode, preprocess, infer, pipeline, pipelineMedian, loneStream, inferBatched };
       Object.assign(ceiling, medianStages([first, ...between]), { measurements: [first, ...between] });
     }
   } finally {
