@@ -288,10 +288,10 @@ function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   }
   const around = (r: number, figure: (s: StageCosts) => number) => (figure(measured[r]) + figure(measured[r + 1])) / 2;
   const ceilingRps = (r: number) => 2000 / (around(r, batchedCpuMs) + httpCpuMs(ceiling));
-  const loneMedian = (r: number) => around(r, (s) => s.loneStream.ms);
+  const loneRequest = (r: number) => around(r, (s) => s.loneStream.ms);
   const c1 = ours.levels.find((l) => l.concurrency === 1);
   const loaded = ours.levels.filter((l) => l.concurrency > 1);
-  const c1Ratios = c1 ? c1.slices.map((f, r) => f.p50 / loneMedian(r)) : [];
+  const c1Ratios = c1 ? c1.slices.map((f, r) => f.p50 / loneRequest(r)) : [];
   const shares = loaded.map((l) => l.slices.map((f, r) => f.throughput / ceilingRps(r)));
   const lines = [
     `| round | lone requests, median, ms | ${c1 ? 'ours at concurrency 1: p50 ms | ÷ lone | ' : ''}two-core ceiling, req/s | ` +
@@ -300,7 +300,7 @@ function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   ];
   for (let r = 0; r < rounds; r++) {
     lines.push(
-      `| ${r + 1} | ${fixed(loneMedian(r), 2)} | ${c1 ? `${fixed(c1.slices[r].p50, 2)} | ${fixed(c1Ratios[r], 2)}x | ` : ''}${fixed(ceilingRps(r))} | ` +
+      `| ${r + 1} | ${fixed(loneRequest(r), 2)} | ${c1 ? `${fixed(c1.slices[r].p50, 2)} | ${fixed(c1Ratios[r], 2)}x | ` : ''}${fixed(ceilingRps(r))} | ` +
         `${loaded.map((l, i) => `${fixed(l.slices[r].throughput)} | ${fixed(100 * shares[i][r], 0)}%`).join(' | ')} |`,
     );
   }
