@@ -415,9 +415,9 @@ async function main(): Promise<void> {
     };
     runs = lives.length > 0 ? await drive(lives, uploads, opts, measureBetween) : [];
     if (ceiling && between.length > 0) {
-      // A copy: Object.assign below overwrites the ceiling's own figures with the medians.
-      const { decode, preprocess, infer, pipeline, pipelineMedian, loneStream, inferBatched } = ceiling;
-      const first: StageCosts = { decode, preprocess, infer, pipeline, pipelineMedian, loneStream, inferBatched };
+      // The ceiling's own figures, copied (the median of one measurement is itself): Object.assign below overwrites
+      // them with the medians. medianStages is the one place that lists the stages.
+      const first = medianStages([ceiling]);
       Object.assign(ceiling, medianStages([first, ...between]), { measurements: [first, ...between] });
     }
   } finally {
