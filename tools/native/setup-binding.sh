@@ -10,6 +10,8 @@ usage="usage: tools/native/setup-binding.sh cpu|gpu   (env: TF_SOURCE=pypi|npm, 
 [[ $# -eq 1 ]] || { echo "$usage" >&2; exit 2; }
 
 TF_VERSION=2.21.0
+# What tools/native/patch_binding.py changes in the binding's source; part of the marker, so a change rebuilds.
+PATCHES=attr-name-lock
 # The libraries inside do not depend on Python; the tag only names one fixed file to pin.
 WHEEL_TAG=cp311-cp311-manylinux_2_27_x86_64
 case "$1" in
@@ -40,16 +42,33 @@ loaded_version() {
     process.stdout.write(tf.backend().binding.TF_Version);"
 }
 
+# Patches the binding's source (tools/native/patch_binding.py) and compiles the addon against deps/ with npm's bundled
+# node-gyp and Node's own headers, so nothing is downloaded.
+build_addon() {
+  "${PYTHON:-python3}" "$root/tools/native/patch_binding.py" "$pkg_dir"
+  source "$root/tools/native/node-headers.sh"
+  local node_gyp=${NODE_GYP:-$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js}
+  [[ -f $node_gyp ]] || { echo "node-gyp not found at $node_gyp (npm bundles it); set NODE_GYP to its bin/node-gyp.js" >&2; exit 1; }
+  echo "$pkg: building the addon with node-gyp (nodedir=$nodedir)"
+  (cd "$pkg_dir" && npm_config_node_gyp=$node_gyp "$root/node_modules/.bin/node-pre-gyp" install \
+    --build-from-source --nodedir="$nodedir" --loglevel=warn)
+  rm -rf "$pkg_dir/build"
+}
+
 case "${TF_SOURCE:-pypi}" in
   pypi) ;;
   npm)
-    # tfjs-node's own installer: libtensorflow 2.9.1 and a prebuilt addon from Google's storage (needs that access).
-    if [[ -f $addon && ! -f $marker ]]; then
-      echo "$pkg: native addon already installed by tfjs-node's installer"
+    # tfjs-node's own installer: libtensorflow 2.9.1 from Google's storage (needs that access). Its prebuilt addon has
+    # the race patch_binding.py fixes, so the addon is then compiled here from the patched source.
+    want="tfjs-node download, patched: $PATCHES"
+    if [[ -f $addon && -f $marker && "$(cat "$marker")" == "$want" ]]; then
+      echo "$pkg: native addon already built against tfjs-node's download"
       exit 0
     fi
     rm -rf "$pkg_dir/deps" "$pkg_dir/lib"
     (cd "$pkg_dir" && PATH=$root/node_modules/.bin:$PATH node scripts/install.js "$1" download)
+    build_addon
+    echo "$want" > "$marker"
     echo "$pkg: ready (tfjs-node's download, TensorFlow $(loaded_version))"
     exit 0 ;;
   *) echo "TF_SOURCE must be pypi (default: build from the PyPI wheel) or npm (tfjs-node's own download)," \
@@ -64,7 +83,7 @@ fi
 
 cache=$root/.cache/native
 wheel=$cache/${project//-/_}-$TF_VERSION-$WHEEL_TAG.whl
-want="$project $TF_VERSION $sha256"
+want="$project $TF_VERSION $sha256, patched: $PATCHES"
 
 if [[ -f $addon && -f $marker && "$(cat "$marker")" == "$want" ]]; then
   echo "$pkg: native addon already built against $project $TF_VERSION"
@@ -115,14 +134,7 @@ ln -s libtensorflow_cc.so.2 "$staging/lib/libtensorflow.so.2.9.1"
 rm -rf "$pkg_dir/deps"
 mv "$staging" "$pkg_dir/deps"
 
-source "$root/tools/native/node-headers.sh"
-node_gyp=${NODE_GYP:-$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js}
-[[ -f $node_gyp ]] || { echo "node-gyp not found at $node_gyp (npm bundles it); set NODE_GYP to its bin/node-gyp.js" >&2; exit 1; }
-
-echo "$pkg: building the addon with node-gyp (nodedir=$nodedir)"
-(cd "$pkg_dir" && npm_config_node_gyp=$node_gyp "$root/node_modules/.bin/node-pre-gyp" install \
-  --build-from-source --nodedir="$nodedir" --loglevel=warn)
-rm -rf "$pkg_dir/build"
+build_addon
 
 loaded=$(loaded_version)
 if [[ $loaded != "$TF_VERSION" ]]; then
