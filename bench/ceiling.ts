@@ -87,9 +87,8 @@ async function main(): Promise<void> {
     const { pixels } = await decodeImage(tf, bytes, options);
     preprocessing.push(await measure(() => readOut(tf, () => preprocess(pixels)), PHOTO_RUNS, PHOTO_WARMUP));
     pixels.dispose();
-    // The three stages one after the other, as a lone request runs them: an inference after other work takes 2-3 ms
-    // longer than one in a loop of inferences (its 45 MB of weights and its threads have gone cold), which the
-    // stage measured alone does not see.
+    // The three stages one after the other, as a lone request runs them, rather than trusting the sum of the stages
+    // measured alone to hold for their sequence.
     pipeline.push(await measure(() => lone(bytes), PHOTO_RUNS, PHOTO_WARMUP));
   }
   // Lone requests as the load generator sends them at concurrency 1: every photo in turn, once per pass. A p50
