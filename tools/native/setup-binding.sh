@@ -10,8 +10,6 @@ usage="usage: tools/native/setup-binding.sh cpu|gpu   (env: TF_SOURCE=pypi|npm, 
 [[ $# -eq 1 ]] || { echo "$usage" >&2; exit 2; }
 
 TF_VERSION=2.21.0
-# What tools/native/patch_binding.py changes in the binding's source; part of the marker, so a change rebuilds.
-PATCHES=attr-name-lock
 # The libraries inside do not depend on Python; the tag only names one fixed file to pin.
 WHEEL_TAG=cp311-cp311-manylinux_2_27_x86_64
 case "$1" in
@@ -33,6 +31,8 @@ cd "$root"
 # Where tfjs-node's index.js will look for the addon (node-pre-gyp's module_path for this Node's N-API version).
 addon=$(node -p "require('@mapbox/node-pre-gyp').find(require.resolve('$pkg/package.json'))")
 marker=$pkg_dir/deps/provisioned-from
+# The patch script's hash goes into the marker, so that a change to it rebuilds the addon.
+patches="tools/native/patch_binding.py $(sha256sum "$root/tools/native/patch_binding.py" | cut -c1-16)"
 
 # Fails unless the package loads on the native backend; prints the libtensorflow version it reports.
 loaded_version() {
@@ -60,7 +60,7 @@ case "${TF_SOURCE:-pypi}" in
   npm)
     # tfjs-node's own installer: libtensorflow 2.9.1 from Google's storage (needs that access). Its prebuilt addon has
     # the race patch_binding.py fixes, so the addon is then compiled here from the patched source.
-    want="tfjs-node download, patched: $PATCHES"
+    want="tfjs-node download, patched: $patches"
     if [[ -f $addon && -f $marker && "$(cat "$marker")" == "$want" ]]; then
       echo "$pkg: native addon already built against tfjs-node's download"
       exit 0
@@ -83,7 +83,7 @@ fi
 
 cache=$root/.cache/native
 wheel=$cache/${project//-/_}-$TF_VERSION-$WHEEL_TAG.whl
-want="$project $TF_VERSION $sha256, patched: $PATCHES"
+want="$project $TF_VERSION $sha256, patched: $patches"
 
 if [[ -f $addon && -f $marker && "$(cat "$marker")" == "$want" ]]; then
   echo "$pkg: native addon already built against $project $TF_VERSION"
