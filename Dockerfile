@@ -77,4 +77,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["nod
 # The server drains on SIGTERM (SHUTDOWN_DRAIN_MS), then lets held requests finish (SHUTDOWN_GRACE_MS); stop with a
 # timeout above both (`podman stop -t 40`, `docker stop -t 40`).
 STOPSIGNAL SIGTERM
-CMD ["node", "--initial-old-space-size=128", "dist/src/main.js"]
+CMD ["node", "--initial-old-space-size=128", "--no-memory-reducer", "dist/src/main.js"]

@@ -120,8 +120,10 @@ convert: $(STAMPS)/python $(STAMPS)/npm setup native $(if $(CONVERT_DEMO),$(DEMO
 # for its heap, a fault for 512 ordinary ones (docs/runtime.md, "Memory").
 SERVE_MALLOC_ENV := MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 # V8 starts each heap's old generation at 128 MiB: the service's heaps hold about 20 MiB alive, and below that start
-# V8 marks them almost without pause under load (docs/runtime.md, "Garbage collection"). Not settable in NODE_OPTIONS.
-SERVE_NODE_FLAGS := --initial-old-space-size=128
+# V8 marks them almost without pause under load. And it keeps its heaps' sizes when the service pauses, rather than
+# shrinking them to grow them again at the next request (docs/runtime.md, "Garbage collection"). Not settable in
+# NODE_OPTIONS.
+SERVE_NODE_FLAGS := --initial-old-space-size=128 --no-memory-reducer
 
 serve: setup build
 	@if [ ! -f '$(MODEL_DIR)/model.json' ]; then $(MAKE) convert; fi

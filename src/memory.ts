@@ -23,9 +23,10 @@ export const BUSY_TRIM_INTERVAL_MS = 10_000;
 /**
  * The engine idle this long gives back what its busy spell freed: `make serve` lets glibc keep freed pages (its trim
  * threshold is raised so that decoding does not fault them in again each request), so a burst would otherwise stay
- * resident until the next large image.
+ * resident until the next large image. Not sooner: traffic that pauses for a few seconds would fault the same pages
+ * in again at each restart (docs/runtime.md, "Memory").
  */
-export const IDLE_TRIM_DELAY_MS = 1000;
+export const IDLE_TRIM_DELAY_MS = 10_000;
 
 let addon: { trim(): boolean } | null | undefined;
 
