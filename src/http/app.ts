@@ -148,20 +148,25 @@ function requestContext(logger: Logger, state: AppState, metrics: Metrics): Koa.
       if (state.stopping) ctx.set('Connection', 'close');
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
-      metrics.request({ method: ctx.method, route: typeof route === 'string' ? route : 'unmatched', status: ctx.status }, seconds);
-      const images = facts.images ?? [];
-      for (const { timing } of images) metrics.prediction(timing);
-      const one = images.length === 1 ? images[0] : undefined;
-      logger.info('request', {
-        request_id: facts.requestId,
-        method: ctx.method,
-        path: ctx.path,
-        status: ctx.status,
-        ...(facts.errorCode && { error_code: facts.errorCode }),
-        ms: Math.round(seconds * 1e4) / 10,
-        ...(facts.uploadBytes !== undefined && { upload_bytes: facts.uploadBytes }),
-        ...(one && { image: one.image, batch_size: one.timing.batchSize, queue_ms: round(one.timing.queuedMs), infer_ms: round(one.timing.inferMs) }),
-        ...(images.length > 1 && { images: images.map(({ image, timing }) => ({ image, batch_size: timing.batchSize, queue_ms: round(timing.queuedMs), infer_ms: round(timing.inferMs) })) }),
+      const { method, path: urlPath, status } = ctx;
+      // Koa answers once this middleware returns: the metrics and the log line (a synchronous write) come after the
+      // answer is on its way instead of before it (0.2-0.3 ms of a lone request's latency).
+      setImmediate(() => {
+        metrics.request({ method, route: typeof route === 'string' ? route : 'unmatched', status }, seconds);
+        const images = facts.images ?? [];
+        for (const { timing } of images) metrics.prediction(timing);
+        const one = images.length === 1 ? images[0] : undefined;
+        logger.info('request', {
+          request_id: facts.requestId,
+          method,
+          path: urlPath,
+          status,
+          ...(facts.errorCode && { error_code: facts.errorCode }),
+          ms: Math.round(seconds * 1e4) / 10,
+          ...(facts.uploadBytes !== undefined && { upload_bytes: facts.uploadBytes }),
+          ...(one && { image: one.image, batch_size: one.timing.batchSize, queue_ms: round(one.timing.queuedMs), infer_ms: round(one.timing.inferMs) }),
+          ...(images.length > 1 && { images: images.map(({ image, timing }) => ({ image, batch_size: timing.batchSize, queue_ms: round(timing.queuedMs), infer_ms: round(timing.inferMs) })) }),
+        });
       });
     }
   };
