@@ -1,7 +1,7 @@
 // Renders one benchmark run as the markdown of docs/benchmark.md: load table, ratios vs ours, ceiling, agreement.
 import type { LoadResult, Prediction } from './load';
 
-export type ServerKey = 'ours' | 'gunicorn' | 'gunicorn-default' | 'flask' | 'ort';
+export type ServerKey = 'ours' | 'gunicorn' | 'gunicorn-default' | 'flask' | 'ort' | 'inline';
 
 export interface ServerRun {
   key: ServerKey;
@@ -92,6 +92,11 @@ export interface Ceiling extends StageCosts {
   pillow?: Stage;
   /** Added by run.ts from bench/http-stage.ts under load: CPU ms per request of that server and of the load generator. */
   http?: { concurrency: number; serverCpuMs: number; clientCpuMs: number };
+  /**
+   * Added by run.ts from bench/inline-server.ts at concurrency 1, its slices taking turns with ours': p50 latency over
+   * all its requests and per slice (one per round), server CPU per request.
+   */
+  inline?: { p50: number; slices: number[]; cpuMsPerRequest: number };
   modelOnly: ModelOnly;
 }
 
@@ -254,6 +259,10 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
           `| **total CPU per request on the 2 cores, batched** | | **${fixed(total, 2)}** |`,
         ]
       : []),
+    ...(ceiling.inline
+      ? [`| **a lone request through HTTP**: the three stages and top-k inline in a plain Koa + @koa/multer server, nothing else ` +
+          `(\`bench/inline-server.ts\`), p50 at concurrency 1 | **${fixed(ceiling.inline.p50, 2)}** | ${fixed(ceiling.inline.cpuMsPerRequest, 2)} |`]
+      : []),
     row('for comparison: onnxruntime-node inference, same ONNX model, default options', ceiling.ortInfer),
     ...(ceiling.pillow ? [row("for comparison: Pillow's `Image.open` + `convert('RGB')` + `resize` to the model size (mean over the photos)", ceiling.pillow)] : []),
     '',
@@ -266,6 +275,7 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
             `added as in the two-core ceiling below, one image takes at least ${fixed(loneWithHttp, 2)} ms, ` +
             `and our p50 is **${fixed(c1.p50 / loneWithHttp, 2)}x** that.`
           : '') : ''),
+    ...(c1 && ceiling.inline ? [inlineLine(c1.p50, ceiling)] : []),
     ...(http
       ? [
           `- **The two-core ceiling**: both cores busy with nothing but the three stages, the HTTP stage and the load ` +
@@ -277,8 +287,9 @@ function ceilingSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
       `**${fixed(2000 / cpu)} req/s**. Ours reaches ${reached(2000 / cpu)}.`,
     ...(ceiling.pillow ? [pillowLine(ceiling)] : []),
     '',
-    'The HTTP stage is the least a Koa server pays per upload. The gap to the ceiling is what ours adds beyond it',
-    '(handing each upload to an engine thread and back, admission, request logs, metrics) plus any time a core idles.',
+    'The HTTP stage is the least a Koa server pays per upload. The gap to the two-core ceiling is what ours adds beyond',
+    'it (handing each upload to an engine thread and back, admission, request logs, metrics), any time a core idles, and',
+    'what the stages lose by sharing caches and memory with each other, which the stages measured alone do not pay.',
   ];
 }
 
@@ -300,15 +311,20 @@ function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
   const loaded = ours.levels.filter((l) => l.concurrency > 1);
   const c1Ratios = c1 ? c1.slices.map((f, r) => f.p50 / loneRequest(r)) : [];
   const c1HttpRatios = c1 ? c1.slices.map((f, r) => f.p50 / (loneRequest(r) + httpCpuMs(ceiling))) : [];
+  // The inline server's slice ran right after ours' in the same round: the closest pairing of the run.
+  const inline = c1 && ceiling.inline?.slices.length === rounds ? ceiling.inline.slices : undefined;
+  const c1InlineRatios = inline ? c1!.slices.map((f, r) => f.p50 / inline[r]) : [];
   const shares = loaded.map((l) => l.slices.map((f, r) => f.throughput / ceilingRps(r)));
   const lines = [
-    `| round | lone requests, median, ms | ${c1 ? 'ours at concurrency 1: p50 ms | ÷ lone | ÷ (lone + HTTP) | ' : ''}two-core ceiling, req/s | ` +
+    `| round | lone requests, median, ms | ${c1 ? 'ours at concurrency 1: p50 ms | ÷ lone | ÷ (lone + HTTP) | ' : ''}` +
+      `${inline ? 'stages inline: p50 ms | ours ÷ inline | ' : ''}two-core ceiling, req/s | ` +
       `${loaded.map((l) => `ours at concurrency ${l.concurrency}: req/s | % of ceiling`).join(' | ')} |`,
-    `|---:|---:|${c1 ? '---:|---:|---:|' : ''}---:|${loaded.map(() => '---:|---:').join('|')}|`,
+    `|---:|---:|${c1 ? '---:|---:|---:|' : ''}${inline ? '---:|---:|' : ''}---:|${loaded.map(() => '---:|---:').join('|')}|`,
   ];
   for (let r = 0; r < rounds; r++) {
     lines.push(
-      `| ${r + 1} | ${fixed(loneRequest(r), 2)} | ${c1 ? `${fixed(c1.slices[r].p50, 2)} | ${fixed(c1Ratios[r], 2)}x | ${fixed(c1HttpRatios[r], 2)}x | ` : ''}${fixed(ceilingRps(r))} | ` +
+      `| ${r + 1} | ${fixed(loneRequest(r), 2)} | ${c1 ? `${fixed(c1.slices[r].p50, 2)} | ${fixed(c1Ratios[r], 2)}x | ${fixed(c1HttpRatios[r], 2)}x | ` : ''}` +
+        `${inline ? `${fixed(inline[r], 2)} | **${fixed(c1InlineRatios[r], 2)}x** | ` : ''}${fixed(ceilingRps(r))} | ` +
         `${loaded.map((l, i) => `${fixed(l.slices[r].throughput)} | ${fixed(100 * shares[i][r], 0)}%`).join(' | ')} |`,
     );
   }
@@ -316,6 +332,7 @@ function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
     ...(c1
       ? [`concurrency 1 at **${fixed(median(c1Ratios), 2)}x** the median lone request (**${fixed(median(c1HttpRatios), 2)}x** with the HTTP stage and the load generator added)`]
       : []),
+    ...(inline ? [`concurrency 1 at **${fixed(median(c1InlineRatios), 2)}x** the stages inline in a plain Koa server`] : []),
     ...loaded.map((l, i) => `${fixed(100 * median(shares[i]), 0)}% of the two-core ceiling at concurrency ${l.concurrency}`),
   ];
   return [
@@ -325,6 +342,21 @@ function roundsSection(ceiling: Ceiling, runs: ServerRun[]): string[] {
       'the one after it; the HTTP stage and the load generator are the figures above. The slices of a round run ' +
       'minutes apart from those measurements, so this pairs them more closely than the medians above, not exactly.',
   ];
+}
+
+/**
+ * Ours at concurrency 1 against the stages served inline: both pay HTTP and the stages' cold start after every pause
+ * between requests, so the ratio is what our architecture adds to a lone request.
+ */
+function inlineLine(oursP50: number, ceiling: Ceiling): string {
+  const inline = ceiling.inline!;
+  return `- **A lone request through HTTP**: the same stages and top-k run on the event loop of a plain Koa + @koa/multer server ` +
+    `(\`bench/inline-server.ts\`: no engine threads, no batcher, no admission, logs or metrics), its slices right after ours' ` +
+    `at concurrency 1: p50 ${fixed(inline.p50, 2)} ms (slices ${fixed(Math.min(...inline.slices), 2)}-${fixed(Math.max(...inline.slices), 2)}). ` +
+    `Our p50 at concurrency 1 is **${fixed(oursP50 / inline.p50, 2)}x** that: what handing the request to an engine thread and ` +
+    `back, the batcher and the rest of our server add to a lone request. The lone request in-process above pays neither ` +
+    `HTTP nor the pause between requests (a request after a pause runs its code and data from cold caches)` +
+    (ceiling.http ? `, and the HTTP stage added to it is CPU per request at ${ceiling.http.concurrency} clients, not the latency of one request.` : '.');
 }
 
 /** Our decode + preprocess against Pillow's decode + convert + resize of the same photos. */

@@ -21,6 +21,7 @@ const USAGE = `Usage: npx tsx bench/run.ts [options]
   --warmup <n>         requests at concurrency 32 each server gets after it starts, unmeasured (default 2000, at most 40 s)
   --max-seconds <n>    time limit per level and server (default 90)
   --only <list>        parts to run, of ceiling,ours,gunicorn,gunicorn-default,flask,ort (default all)
+                       (ceiling and ours at concurrency 1 also run bench/inline-server.ts, a lone request's ceiling)
   --model-dir <dir>    converted model (default model_tfjs)
   --convert-dir <dir>  where make convert left model.onnx and export.json (default .cache/convert)
   --images <dir>       photos, *.jpg and *.png (default test/fixtures/images)
@@ -116,6 +117,8 @@ interface Contender {
   ready: (base: URL, probe: Upload) => Promise<boolean>;
   /** Checks a ready server against the converted model and describes what it runs, for the report. */
   inspect?: (base: URL) => Promise<string>;
+  /** The concurrency levels it runs at (default: all). */
+  levels?: number[];
 }
 
 /** Our /health: the runtime it reports, and proof that it serves the checkpoint make convert exported. */
@@ -163,6 +166,20 @@ function contenders(opts: Options, exported: ExportInfo, checkpoint: string, log
       ready: async (base) => (await fetch(new URL('/health', base))).status === 200,
       inspect: (base) => inspectOurs(base, exported),
     },
+    {
+      // Part of the ceiling, not a contender: the one-image ceiling through HTTP, its slices right after ours' at concurrency 1.
+      key: 'inline',
+      title: 'the stages inline in a plain Koa server (the one-image ceiling through HTTP)',
+      spec: (port) => ({
+        command: process.execPath,
+        args: [...serveNodeFlags(), mustExist(path.join(ROOT, 'dist/bench/inline-server.js'), 'run `make build` first'), '--model-dir',
+          opts.modelDir, '--port', String(port)],
+        env: { ...serveMallocEnv(), TF_CPP_MIN_LOG_LEVEL: '1' },
+        logFile: path.join(logDir, 'inline.log'),
+      }),
+      ready: predictsOk,
+      levels: [1],
+    },
     gunicorn('gunicorn', 'Flask original under gunicorn, tuned (a worker per core, 1 torch thread each)', { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' }),
     gunicorn('gunicorn-default', 'Flask original under gunicorn, torch default threads', {}),
     {
@@ -187,7 +204,8 @@ function contenders(opts: Options, exported: ExportInfo, checkpoint: string, log
       ready: predictsOk,
     },
   ];
-  return all.filter((c) => opts.only.has(c.key));
+  const inline = opts.only.has('ceiling') && opts.only.has('ours') && opts.concurrency.includes(1);
+  return all.filter((c) => opts.only.has(c.key) || (c.key === 'inline' && inline));
 }
 
 /** A started, warmed-up server with what the warm-up pass answered. */
@@ -286,7 +304,7 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options, betweenRou
       // must run long past that ramp to measure its level (ours at 32 clients, slices of 4, 12 and 24 per connection
       // taking turns: 140, 163 and 162 req/s).
       const perSlice = Math.max(Math.ceil(opts.requests / opts.rounds), 12 * concurrency);
-      for (const live of lives.filter((l) => l.crash === undefined)) {
+      for (const live of lives.filter((l) => l.crash === undefined && (l.contender.levels?.includes(concurrency) ?? true))) {
         const sliceOpts = { concurrency, requests: perSlice, maxSeconds: opts.maxSeconds / opts.rounds, offset: round * perSlice, round };
         await slice(live, uploads, sliceOpts, slices.get(live)!.get(concurrency)!);
       }
@@ -296,7 +314,7 @@ async function drive(lives: Live[], uploads: Upload[], opts: Options, betweenRou
   }
   const runs: ServerRun[] = [];
   for (const live of lives) {
-    const levels = opts.concurrency.map((concurrency) => {
+    const levels = opts.concurrency.filter((c) => live.contender.levels?.includes(c) ?? true).map((concurrency) => {
       const { samples, serverCpu, otherCpu } = slices.get(live)!.get(concurrency)!;
       const result = summarize(concurrency, samples);
       console.error(
@@ -414,6 +432,13 @@ async function main(): Promise<void> {
       if (ceiling) between.push(JSON.parse(runCeiling(opts, photos, ['--stages-only'])) as StageCosts);
     };
     runs = lives.length > 0 ? await drive(lives, uploads, opts, measureBetween) : [];
+    const inline = runs.find((r) => r.key === 'inline');
+    runs = runs.filter((r) => r !== inline);
+    const inlineC1 = inline?.levels.find((l) => l.concurrency === 1);
+    if (ceiling && inlineC1) {
+      if (inlineC1.errors > 0) throw new Error(`the inline stages server failed ${inlineC1.errors} requests (${inlineC1.firstError}); see its log`);
+      ceiling.inline = { p50: inlineC1.p50, slices: inlineC1.slices.map((s) => s.p50), cpuMsPerRequest: inlineC1.cpuMsPerRequest };
+    }
     if (ceiling && between.length > 0) {
       // The ceiling's own figures, copied (the median of one measurement is itself): Object.assign below overwrites
       // them with the medians. medianStages is the one place that lists the stages.

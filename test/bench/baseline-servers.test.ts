@@ -1,14 +1,19 @@
-// Smoke test of the benchmark's baselines: the Flask replica and the onnxruntime-node server answer as the original did.
+// Smoke test of the benchmark's baselines: the Flask replica and the onnxruntime-node server answer as the original did;
+// the ceiling's servers answer as they claim to.
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadUploads, post, type Upload } from '../../bench/load';
 import { freePort, ServerProcess } from '../../bench/server-process';
+import { convertedDemoModel } from '../helpers/app';
 import { image } from '../helpers/fixtures';
+import { tf } from '../helpers/runtime';
+import { Model } from '../../src/engine/model';
+import { createPipeline, createStages } from '../../src/engine/pipeline';
 
 const ROOT = path.resolve(__dirname, '../..');
 const PHOTO = image('p01-sunset.jpg');
@@ -141,6 +146,31 @@ test('the HTTP stage of the ceiling answers any upload at once with its constant
     assert.equal(assertOriginalShape(await answer.json()).map((p) => p.label), ['0', '1', '2'], 'never decoded');
   }
   assert.is((await postWithoutImage(stage.url)).status, 400, 'the upload is still required');
+});
+
+test("the ceiling's inline server answers with exactly our pipeline's top-3, and refuses bytes that are no image", async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-smoke-'));
+  tmpDirs.push(dir);
+  writeFileSync(path.join(dir, 'notes.jpg'), 'not an image at all');
+  const photos = [PHOTO, image('p05-raccoon.png')];
+  const uploads = await loadUploads([...photos, path.join(dir, 'notes.jpg')]);
+  const modelDir = convertedDemoModel();
+  const inline = await start(process.execPath, ['-r', 'tsx/cjs', path.join(ROOT, 'bench/inline-server.ts'), '--model-dir', modelDir], 'inline', dir, uploads[0]);
+  const model = await Model.load(tf, modelDir);
+  const pipeline = createPipeline(createStages(tf, model, { maxPixels: 36_000_000, honourExif: true }));
+  try {
+    for (const [i, upload] of uploads.slice(0, photos.length).entries()) {
+      const answer = await fetch(inline.url, { method: 'POST', headers: { 'content-type': upload.contentType }, body: upload.body });
+      assert.is(answer.status, 200, upload.name);
+      const ours = await pipeline.predict(new Uint8Array(readFileSync(photos[i])), 3);
+      assert.equal(assertOriginalShape(await answer.json()), ours.predictions, upload.name);
+    }
+  } finally {
+    model.dispose();
+  }
+  const refused = await fetch(inline.url, { method: 'POST', headers: { 'content-type': uploads[2].contentType }, body: uploads[2].body });
+  assert.is(refused.status, 415);
+  assert.match(((await refused.json()) as { error: { message: string } }).error.message, /cannot decode the image .*send a JPEG/);
 });
 
 test.run();

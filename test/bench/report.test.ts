@@ -83,6 +83,32 @@ test('round by round: each slice against the mean of the stages measured before 
   assert.match(report, 'one image takes at least 11.00 ms, and our p50 is **1.09x** that.');
 });
 
+test('concurrency 1 against the stages served inline: per round against the inline slice of that round, and pooled', () => {
+  const stages: StageCosts = {
+    decode: { ms: 4, cpuMs: 4 }, preprocess: { ms: 1, cpuMs: 1 }, infer: { ms: 6, cpuMs: 6 }, pipeline: { ms: 9, cpuMs: 10 },
+    pipelineMedian: { ms: 8, cpuMs: 10 }, loneStream: { ms: 10, cpuMs: 10 }, inferBatched: { ms: 3, cpuMs: 3 },
+  };
+  const ceiling: Ceiling = {
+    ...stages, measurements: [stages, stages, stages], backend: 'tf', otherCores: 0, ortInfer: { ms: 4, cpuMs: 8 },
+    http: { concurrency: 32, serverCpuMs: 0.5, clientCpuMs: 0.5 },
+    inline: { p50: 11, slices: [11, 10], cpuMsPerRequest: 10.5 },
+    modelOnly: { eager: {}, session: {}, ort: {}, peakGflops: 1 },
+  };
+  const slice = (latency: number): LoadSample => ({ latencies: [latency], errors: 0, seconds: 1, busy: { answers: 80, seconds: 1 }, clientCpuMs: 0 });
+  const ours: ServerRun = {
+    key: 'ours', title: 'ours', peakRssMiB: 700, answers: new Map(),
+    levels: [{ ...summarize(1, [slice(13.2), slice(11)]), cpuMsPerRequest: 5, otherCores: 0 }],
+  };
+  const report = renderReport(info, [ours], ceiling, []);
+  assert.match(report, '| **a lone request through HTTP**: the three stages and top-k inline in a plain Koa + @koa/multer server, nothing else (`bench/inline-server.ts`), p50 at concurrency 1 | **11.00** | 10.50 |');
+  // Round 1: 13.2 / 11; round 2: 11 / 10. Lone 10 ms, 11 with the HTTP stage and the client.
+  assert.match(report, '| 1 | 10.00 | 13.20 | 1.32x | 1.20x | 11.00 | **1.20x** |');
+  assert.match(report, '| 2 | 10.00 | 11.00 | 1.10x | 1.00x | 10.00 | **1.10x** |');
+  assert.match(report, 'concurrency 1 at **1.15x** the stages inline in a plain Koa server');
+  // Pooled: ours' p50 over both slices is 11 (nearest rank), the inline server's 11.
+  assert.match(report, 'p50 11.00 ms (slices 10.00-11.00). Our p50 at concurrency 1 is **1.00x** that');
+});
+
 test("TensorFlow's inter-op setting reads as words: -1 runs sessions in the calling thread", () => {
   assert.is(interOpWords(-1), 'sessions run in the calling thread');
   assert.is(interOpWords(2), 'inter-op threads 2');
