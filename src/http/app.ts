@@ -150,7 +150,7 @@ function requestContext(logger: Logger, state: AppState, metrics: Metrics): Koa.
       const route = (ctx as { _matchedRoute?: unknown })._matchedRoute;
       const { method, path: urlPath, status } = ctx;
       // Koa answers once this middleware returns: the metrics and the log line (a synchronous write) come after the
-      // answer is on its way instead of before it (0.2-0.3 ms of a lone request's latency).
+      // answer is on its way, not in its latency.
       setImmediate(() => {
         metrics.request({ method, route: typeof route === 'string' ? route : 'unmatched', status }, seconds);
         const images = facts.images ?? [];
