@@ -5,14 +5,11 @@
 // our architecture (hand-overs, batching, the rest of the server) adds to a lone request.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import type { Tensor4D } from '@tensorflow/tfjs-node';
 import { parseConfig } from '../src/config';
 import { Model } from '../src/engine/model';
-import { topPredictions } from '../src/engine/postprocess';
+import { createStages, runBatch } from '../src/engine/pipeline';
 import { ServiceError } from '../src/errors';
-import { decodeImage } from '../src/image/decode';
-import { createPreprocessor } from '../src/image/preprocess';
-import { loadRuntime, readOut } from '../src/runtime';
+import { loadRuntime } from '../src/runtime';
 import { createPlainApp, UndecodableImage, type Predictor } from './ort-server';
 
 const TOP_K = 3;
@@ -30,21 +27,12 @@ async function main(): Promise<void> {
   const { config } = parsed;
   const { tf } = loadRuntime({ device: 'cpu', intraOpThreads: config.intraOpThreads, interOpThreads: config.interOpThreads });
   const model = await Model.load(tf, values['model-dir']);
-  const { height, width } = model.inputSize;
-  const preprocess = createPreprocessor(tf, { height, width, mean: model.metadata.mean, std: model.metadata.std });
-  const options = { maxPixels: config.maxPixels, honourExif: config.honourExif };
+  const stages = createStages(tf, model, { maxPixels: config.maxPixels, honourExif: config.honourExif });
+  // What an engine thread runs for a batch, here a batch of one in this thread, with no batcher in front.
   const predict: Predictor = async (bytes) => {
-    let decoded;
-    try {
-      decoded = await decodeImage(tf, bytes, options);
-    } catch (err) {
-      if (err instanceof ServiceError) throw new UndecodableImage(err.message);
-      throw err;
-    }
-    const input = readOut<Float32Array>(tf, () => preprocess(decoded.pixels));
-    decoded.pixels.dispose();
-    const logits = readOut<Float32Array>(tf, () => model.predict(tf.tensor4d(input, [1, height, width, 3]) as Tensor4D));
-    return topPredictions(tf, logits, TOP_K, model.labels);
+    const [result] = await runBatch(stages, [{ bytes, topk: TOP_K }]);
+    if (result.ok) return result.value.predictions;
+    throw result.error instanceof ServiceError ? new UndecodableImage(result.error.message) : result.error;
   };
   const server = http.createServer(createPlainApp(predict).callback());
   server.listen(Number(values.port), values.host, () => console.log(`inline-server listening on http://${values.host}:${values.port}`));
