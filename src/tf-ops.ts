@@ -33,6 +33,9 @@ function addon<T>(op: OwnOp, what: string): T {
 interface ConvAddon {
   vectorKernels(): 'avx512' | 'avx2' | null;
   kernels(): 'avx512' | 'avx2' | 'portable';
+  lendIdleCore(slots: Int32Array | null, maxBatch?: number): void;
+  helperUnits(): number;
+  readyHelper(batch: number): void;
 }
 
 /**
@@ -53,4 +56,33 @@ export function registerOp(op: OwnOp): OwnOp {
     registered.add(op);
   }
   return op;
+}
+
+/** What lets an engine thread's convolutions use an idle core: see lendIdleCore. */
+export interface IdleCoreLending {
+  /** A slot per engine thread of the pool, 1 while it runs a batch (over a SharedArrayBuffer). */
+  slots: Int32Array;
+  /** Largest batch whose convolutions take the helper thread. */
+  maxBatch: number;
+}
+
+/**
+ * From now on, PackedConv2D calls in this thread (an engine thread) share their work with a helper thread for batches
+ * of at most `maxBatch` images while another engine thread idles (a slot of `slots` is 0). The caller keeps `slots`
+ * alive. The outputs are the same bits either way. null stops it.
+ */
+export function lendIdleCore(lending: IdleCoreLending | null): void {
+  const conv = addon<ConvAddon>('PackedConv2D', '');
+  if (lending === null) conv.lendIdleCore(null);
+  else conv.lendIdleCore(lending.slots, lending.maxBatch);
+}
+
+/** Before a model call on `batch` images: wakes the helper thread if the call will take it (lendIdleCore). */
+export function readyHelper(batch: number): void {
+  addon<ConvAddon>('PackedConv2D', '').readyHelper(batch);
+}
+
+/** Units of convolution work the helper thread has run in this process (lendIdleCore). */
+export function helperUnits(): number {
+  return addon<ConvAddon>('PackedConv2D', '').helperUnits();
 }

@@ -15,12 +15,17 @@
 // Every output is one sum over its inputs in filter order, a fused multiply-add at a time from zero (for Winograd's
 // algorithm: its tile transforms around such sums); then the bias and the residual are added, each rounding as
 // TensorFlow's BiasAdd and AddV2 would. The float operations are the same whichever rows share a call, so an image's
-// answer does not depend on its batch, and the AVX-512, AVX2 and portable kernels give bit-identical results.
+// answer does not depend on its batch, and the AVX-512, AVX2 and portable kernels give bit-identical results. While
+// the engine has an idle thread, a helper thread may compute part of a small batch's outputs (lendIdleCore): the same
+// operations for each output, so the same bits.
 #define OP_NAME "PackedConv2D"
 #define EXTRA_EXPORTS conv_exports
 #include "tf_op_addon.h"
 
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 
 #define PANEL 32
 // Output pixels per block: their inputs' row pointers are built once and shared by every panel.
@@ -231,6 +236,143 @@ static void choose_isa(void) {
 #endif
 }
 
+// A second core for small batches. While the pool's other engine threads have no batch (a lone request), a helper
+// thread takes part of each convolution: its work is cut into units (a block of output pixels times a panel, a
+// share of a Winograd transform) that the calling thread and the helper take in turn, whichever is free. Each unit
+// writes its own outputs with the same float operations as when one thread runs them all, so answers do not change.
+// The engine thread that calls the op says, through lendIdleCore, where the pool marks its threads busy or idle.
+
+// After its last unit the helper waits this long for the next op of the session run, then sleeps: any longer and it
+// would take the core from the engine's own threads once the model call is over.
+#define HELPER_SPIN_NS 50000
+enum { LEADER, HELPER, THREADS };
+
+// `next` has a cache line of its own: the two threads write it, and the caller's stack around it is in use.
+typedef struct Task Task;
+struct Task {
+  _Alignas(64) _Atomic int64_t next;
+  _Alignas(64) void (*unit)(const Task *task, int64_t unit, int thread);
+  const void *args;
+  int64_t count;
+  uint64_t serial;  // tells tasks apart that the caller's stack places at the same address
+};
+
+// Per engine thread (set by lendIdleCore): the pool's engine threads, a slot each (1 while it runs a batch), and
+// the largest batch that takes the helper.
+static _Thread_local const _Atomic int32_t *engine_slots;
+static _Thread_local int64_t engines;
+static _Thread_local int64_t lend_max_batch;
+static _Atomic int64_t helper_units;  // units the helper has run, for tests and measurements
+static _Alignas(64) _Atomic(Task *) offered;  // the task the helper may join, NULL when none
+static _Alignas(64) _Atomic(Task *) joined;   // the task the helper is in: its caller waits for it to leave
+static _Alignas(64) _Atomic int helper_owned;  // one calling thread at a time
+static _Atomic int helper_sleeping;
+static uint64_t task_serial;  // written by the thread that owns the helper
+static int helper_started;
+static pthread_once_t helper_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t helper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t helper_wake = PTHREAD_COND_INITIALIZER;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t take_units(Task *task, int thread) {
+  int64_t done = 0;
+  for (int64_t u; (u = atomic_fetch_add(&task->next, 1)) < task->count; done++) task->unit(task, u, thread);
+  return done;
+}
+
+static void *helper_main(void *arg) {
+  (void)arg;
+  uint64_t last = 0;
+  for (;;) {
+    uint64_t idle_since = now_ns();
+    while (now_ns() - idle_since < HELPER_SPIN_NS) {
+      Task *task = atomic_load(&offered);
+      if (task == NULL) {
+        cpu_relax();
+        continue;
+      }
+      // Announce first, then check the task is still on offer: its caller, having withdrawn it, waits only for a
+      // helper it can see in it. A task already worked on is left to its caller to finish.
+      atomic_store(&joined, task);
+      if (atomic_load(&offered) == task && task->serial != last) {
+        last = task->serial;
+        atomic_fetch_add(&helper_units, take_units(task, HELPER));
+        idle_since = now_ns();
+      }
+      atomic_store(&joined, NULL);
+    }
+    pthread_mutex_lock(&helper_lock);
+    atomic_store(&helper_sleeping, 1);
+    // Woken for a task, or ahead of one (readyHelper); either way it spins again for a while.
+    if (atomic_load(&offered) == NULL) pthread_cond_wait(&helper_wake, &helper_lock);
+    atomic_store(&helper_sleeping, 0);
+    pthread_mutex_unlock(&helper_lock);
+  }
+  return NULL;
+}
+
+static void start_helper(void) {
+  pthread_attr_t attr;
+  pthread_t thread;
+  if (pthread_attr_init(&attr) != 0) return;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  helper_started = pthread_create(&thread, &attr, helper_main, NULL) == 0;
+  pthread_attr_destroy(&attr);
+}
+
+// Whether this call of the op takes the helper: a small batch, an engine thread of the pool idle, the helper free.
+// The caller gives it back with release_helper.
+static int claim_helper(int64_t batch) {
+  if (engine_slots == NULL || batch > lend_max_batch) return 0;
+  int64_t busy = 0;
+  for (int64_t i = 0; i < engines; i++) busy += atomic_load(&engine_slots[i]) != 0;
+  if (busy >= engines) return 0;
+  pthread_once(&helper_once, start_helper);
+  int free_helper = 0;
+  return helper_started && atomic_compare_exchange_strong(&helper_owned, &free_helper, 1);
+}
+
+static void release_helper(int claimed) {
+  if (claimed) atomic_store(&helper_owned, 0);
+}
+
+static void wake_helper(void) {
+  if (atomic_load(&helper_sleeping)) {
+    pthread_mutex_lock(&helper_lock);
+    pthread_cond_signal(&helper_wake);
+    pthread_mutex_unlock(&helper_lock);
+  }
+}
+
+// Runs every unit of `task`: in this thread alone, or with the helper when `helped`; returns once all are done.
+static void run_task(Task *task, int helped) {
+  if (!helped || task->count < 2) {
+    take_units(task, LEADER);
+    return;
+  }
+  task->serial = ++task_serial;
+  atomic_store(&offered, task);
+  wake_helper();
+  take_units(task, LEADER);
+  atomic_store(&offered, NULL);
+  // Every unit is taken; the helper may still be finishing one.
+  for (int spins = 0; atomic_load(&joined) == task; spins++) {
+    if (spins < 4096) cpu_relax();
+    else sched_yield();
+  }
+}
+
 // Padding before and after, and the output size, along one axis, as TensorFlow's Conv2D computes them.
 static int64_t axis_geometry(const Conv *conv, int axis, int64_t in, int64_t pad[2]) {
   const int64_t k = axis == 0 ? conv->kh : conv->kw, s = axis == 0 ? conv->sh : conv->sw;
@@ -290,56 +432,86 @@ static void build_rows(const Conv *conv, const Geometry *g, int64_t m0, int64_t 
   }
 }
 
+// The direct convolution's arguments and each thread's scratch: the row pointers of the block it built last, and
+// buffers of PANEL columns for the last panel when Cout is not a multiple of PANEL (its outputs, its residual).
+typedef struct {
+  const Conv *conv;
+  const Geometry *g;
+  const float *filter, *bias, *residual;
+  float *out;
+  int64_t k, out_channels, m_total, panels, edge_cols;
+  float edge_bias[PANEL];
+  struct {
+    const float **rows;
+    float *edge;
+    int64_t m0;
+  } scratch[THREADS];
+} Direct;
+
+// Unit u: the output pixels of block u / panels (BLOCK_ROWS of them, fewer in the last) times panel u % panels.
+static void direct_unit(const Task *task, int64_t u, int thread) {
+  Direct *d = (Direct *)task->args;
+  const Conv *conv = d->conv;
+  const int64_t m0 = u / d->panels * BLOCK_ROWS, p = u % d->panels, out_channels = d->out_channels;
+  const int64_t count = d->m_total - m0 < BLOCK_ROWS ? d->m_total - m0 : BLOCK_ROWS;
+  const int64_t tiles = (count + isa.max_rows - 1) / isa.max_rows, segments = conv->kh;
+  const int64_t seglen = conv->kw * d->g->channels;
+  const float **rows = d->scratch[thread].rows;
+  float *edge = d->scratch[thread].edge, *edge_residual = edge + isa.max_rows * PANEL;
+  if (d->scratch[thread].m0 != m0) {
+    build_rows(conv, d->g, m0, count, isa.max_rows, rows);
+    d->scratch[thread].m0 = m0;
+  }
+  const float *panel = d->filter + p * d->k * PANEL;
+  const int full = p < d->panels - 1 || d->edge_cols == PANEL;
+  for (int64_t t = 0, first = 0; t < tiles; t++) {
+    const int mr = tile_rows(count, tiles, t);
+    const int64_t at = (m0 + first) * out_channels + p * PANEL;
+    Epilogue e = {d->bias + p * PANEL, d->residual != NULL ? d->residual + at : NULL, conv->activation, d->out + at,
+                  out_channels};
+    if (!full) {
+      if (d->residual != NULL) {
+        memset(edge_residual, 0, (size_t)(mr * PANEL) * sizeof *edge_residual);
+        for (int r = 0; r < mr; r++) {
+          memcpy(edge_residual + r * PANEL, e.residual + r * out_channels, (size_t)d->edge_cols * sizeof *d->out);
+        }
+        e.residual = edge_residual;
+      }
+      e.bias = d->edge_bias, e.c = edge, e.ldc = PANEL;
+    }
+    isa.kernels[mr](rows + first * segments, segments, seglen, panel, &e);
+    if (!full) {
+      for (int r = 0; r < mr; r++) memcpy(d->out + at + r * out_channels, edge + r * PANEL, (size_t)d->edge_cols * sizeof *d->out);
+    }
+    first += mr;
+  }
+}
+
 // Returns an error message, or NULL when the output was written.
 static const char *convolve(const Conv *conv, const Geometry *g, const float *filter, int64_t k, const float *bias,
-                            const float *residual, int64_t out_channels, float *out) {
+                            const float *residual, int64_t out_channels, float *out, int helped) {
   pthread_once(&isa_once, choose_isa);
   const int64_t m_total = g->batch * g->out_h * g->out_w, panels = (out_channels + PANEL - 1) / PANEL;
-  const int64_t segments = conv->kh, seglen = conv->kw * g->channels;
-  const float **rows = malloc((size_t)(BLOCK_ROWS * segments) * sizeof *rows);
-  // The last panel when Cout is not a multiple of PANEL goes through buffers of PANEL columns: its outputs, its
-  // residual and its bias, zero-padded.
-  const int64_t edge_cols = out_channels - (panels - 1) * PANEL;
-  float edge_bias[PANEL] = {0};
-  float *edge = malloc((size_t)(2 * isa.max_rows * PANEL) * sizeof *edge);
+  Direct d = {.conv = conv, .g = g, .filter = filter, .bias = bias, .residual = residual, .out = out, .k = k,
+              .out_channels = out_channels, .m_total = m_total, .panels = panels,
+              .edge_cols = out_channels - (panels - 1) * PANEL};
+  memcpy(d.edge_bias, bias + (panels - 1) * PANEL, (size_t)d.edge_cols * sizeof *bias);
   const char *error = NULL;
-  if (rows == NULL || edge == NULL) {
-    error = "out of memory for the convolution's row pointers";
-    goto done;
+  const int threads = helped ? THREADS : 1;
+  for (int th = 0; th < threads; th++) {
+    d.scratch[th].rows = malloc((size_t)(BLOCK_ROWS * conv->kh) * sizeof *d.scratch[th].rows);
+    d.scratch[th].edge = malloc((size_t)(2 * isa.max_rows * PANEL) * sizeof *d.scratch[th].edge);
+    d.scratch[th].m0 = -1;
+    if (d.scratch[th].rows == NULL || d.scratch[th].edge == NULL) error = "out of memory for the convolution's row pointers";
   }
-  float *edge_residual = edge + isa.max_rows * PANEL;
-  memcpy(edge_bias, bias + (panels - 1) * PANEL, (size_t)edge_cols * sizeof *bias);
-  for (int64_t m0 = 0; m0 < m_total; m0 += BLOCK_ROWS) {
-    const int64_t count = m_total - m0 < BLOCK_ROWS ? m_total - m0 : BLOCK_ROWS;
-    const int64_t tiles = (count + isa.max_rows - 1) / isa.max_rows;
-    build_rows(conv, g, m0, count, isa.max_rows, rows);
-    for (int64_t p = 0; p < panels; p++) {
-      const float *panel = filter + p * k * PANEL;
-      const int full = p < panels - 1 || edge_cols == PANEL;
-      for (int64_t t = 0, first = 0; t < tiles; t++) {
-        const int mr = tile_rows(count, tiles, t);
-        const int64_t at = (m0 + first) * out_channels + p * PANEL;
-        Epilogue e = {bias + p * PANEL, residual != NULL ? residual + at : NULL, conv->activation, out + at,
-                      out_channels};
-        if (!full) {
-          if (residual != NULL) {
-            memset(edge_residual, 0, (size_t)(mr * PANEL) * sizeof *edge_residual);
-            for (int r = 0; r < mr; r++) memcpy(edge_residual + r * PANEL, e.residual + r * out_channels, (size_t)edge_cols * sizeof *out);
-            e.residual = edge_residual;
-          }
-          e.bias = edge_bias, e.c = edge, e.ldc = PANEL;
-        }
-        isa.kernels[mr](rows + first * segments, segments, seglen, panel, &e);
-        if (!full) {
-          for (int r = 0; r < mr; r++) memcpy(out + at + r * out_channels, edge + r * PANEL, (size_t)edge_cols * sizeof *out);
-        }
-        first += mr;
-      }
-    }
+  if (error == NULL) {
+    Task task = {.unit = direct_unit, .args = &d, .count = (m_total + BLOCK_ROWS - 1) / BLOCK_ROWS * panels};
+    run_task(&task, helped);
   }
-done:
-  free(rows);
-  free(edge);
+  for (int th = 0; th < threads; th++) {
+    free(d.scratch[th].rows);
+    free(d.scratch[th].edge);
+  }
   return error;
 }
 
@@ -459,61 +631,104 @@ static void tile_position(int64_t tile, int64_t tiles_h, int64_t tiles_w, int64_
   *tx = tile % tiles_w;
 }
 
-// Inputs of a tile block, transformed: v[xi][t][c] for xi = 4 * row + column of B^T d B, t the tile within the
-// block. The images are padded; positions past them (the last tile of an odd size) read `zeros`.
-static void winograd_input(const Geometry *g, int64_t t0, int64_t tb, int64_t tiles_h, int64_t tiles_w,
-                           const float *zeros, float *v) {
-  const int64_t c_count = g->channels, plane = tb * c_count;
-  for (int64_t t = 0; t < tb; t++) {
+// A Winograd convolution's arguments, the tile block being computed (tiles [t0, t0 + count)) and each thread's row
+// pointers into the transformed inputs of the xi it built last.
+typedef struct {
+  const Conv *conv;
+  const Geometry *g;
+  const float *filter, *bias, *residual, *zeros;
+  float *out, *v, *m;
+  int64_t out_channels, panels, ldm, tiles_h, tiles_w, t0, count, groups;
+  struct {
+    const float **rows;
+    int64_t xi;
+  } scratch[THREADS];
+} Winograd;
+
+// Tiles per unit of the input and output transforms.
+#define TRANSFORM_TILES 8
+
+static int64_t transform_units(const Winograd *w) { return (w->count + TRANSFORM_TILES - 1) / TRANSFORM_TILES; }
+
+// Unit u of the block's inputs, transformed: v[xi][t][c] for xi = 4 * row + column of B^T d B, t the tile within
+// the block. The images are padded; positions past them (the last tile of an odd size) read `zeros`.
+static void winograd_input(const Task *task, int64_t u, int thread) {
+  (void)thread;
+  const Winograd *w = task->args;
+  const Geometry *g = w->g;
+  const int64_t c_count = g->channels, plane = w->count * c_count, end = (u + 1) * TRANSFORM_TILES;
+  for (int64_t t = u * TRANSFORM_TILES; t < end && t < w->count; t++) {
     int64_t n, ty, tx;
-    tile_position(t0 + t, tiles_h, tiles_w, &n, &ty, &tx);
+    tile_position(w->t0 + t, w->tiles_h, w->tiles_w, &n, &ty, &tx);
     const float *d[16];
     for (int i = 0; i < 4; i++) {
       for (int j = 0; j < 4; j++) {
         const int64_t y = 2 * ty + i, x = 2 * tx + j;
-        d[4 * i + j] = y < g->height && x < g->width ? g->x + ((n * g->height + y) * g->width + x) * c_count : zeros;
+        d[4 * i + j] = y < g->height && x < g->width ? g->x + ((n * g->height + y) * g->width + x) * c_count : w->zeros;
       }
     }
 #if defined(__x86_64__)
     if (isa.vector) {
-      input_tile_avx2(d, v + t * c_count, plane, c_count);
+      input_tile_avx2(d, w->v + t * c_count, plane, c_count);
       continue;
     }
 #endif
-    input_tile(d, v + t * c_count, plane, 0, c_count);
+    input_tile(d, w->v + t * c_count, plane, 0, c_count);
   }
 }
 
-// Outputs of a tile block from its products m[xi][t][co] (row length ldm). Outputs past the image (the last tile
-// of an odd size) are not written.
-static void winograd_output(const Conv *conv, const Geometry *g, int64_t t0, int64_t tb, int64_t tiles_h,
-                            int64_t tiles_w, const float *m, int64_t ldm, const float *bias, const float *residual,
-                            int64_t out_channels, float *out) {
-  for (int64_t t = 0; t < tb; t++) {
+// Unit u = xi * panels + p of the block's products: m[xi][t][co] (row length ldm) for panel p's channels.
+static void winograd_products(const Task *task, int64_t u, int thread) {
+  Winograd *w = (Winograd *)task->args;
+  static const float zero_bias[PANEL] = {0};
+  const int64_t xi = u / w->panels, p = u % w->panels, channels = w->g->channels, count = w->count;
+  const float **rows = w->scratch[thread].rows;
+  if (w->scratch[thread].xi != xi) {
+    for (int64_t t = 0; t < count; t++) rows[t] = w->v + (xi * count + t) * channels;
+    w->scratch[thread].xi = xi;
+  }
+  const float *panel = w->filter + (xi * w->panels + p) * channels * PANEL;
+  for (int64_t group = 0, first = 0; group < w->groups; group++) {
+    const int mr = tile_rows(count, w->groups, group);
+    Epilogue e = {zero_bias, NULL, ACT_NONE, w->m + (xi * count + first) * w->ldm + p * PANEL, w->ldm};
+    isa.kernels[mr](rows + first, 1, channels, panel, &e);
+    first += mr;
+  }
+}
+
+// Unit u of the block's outputs, from its products. Outputs past the image (the last tile of an odd size) are not
+// written.
+static void winograd_output(const Task *task, int64_t u, int thread) {
+  (void)thread;
+  const Winograd *w = task->args;
+  const Geometry *g = w->g;
+  const int64_t out_channels = w->out_channels, ldm = w->ldm, plane = w->count * ldm, end = (u + 1) * TRANSFORM_TILES;
+  for (int64_t t = u * TRANSFORM_TILES; t < end && t < w->count; t++) {
     int64_t n, ty, tx;
-    tile_position(t0 + t, tiles_h, tiles_w, &n, &ty, &tx);
+    tile_position(w->t0 + t, w->tiles_h, w->tiles_w, &n, &ty, &tx);
     float *to[4];
     const float *res[4];
     for (int k = 0; k < 4; k++) {
       const int64_t oy = 2 * ty + k / 2, ox = 2 * tx + k % 2;
       const int64_t at = ((n * g->out_h + oy) * g->out_w + ox) * out_channels;
       const int inside = oy < g->out_h && ox < g->out_w;
-      to[k] = inside ? out + at : NULL;
-      res[k] = inside && residual != NULL ? residual + at : NULL;
+      to[k] = inside ? w->out + at : NULL;
+      res[k] = inside && w->residual != NULL ? w->residual + at : NULL;
     }
 #if defined(__x86_64__)
     if (isa.vector) {
-      output_tile_avx2(m + t * ldm, tb * ldm, bias, res, to, conv->activation, out_channels);
+      output_tile_avx2(w->m + t * ldm, plane, w->bias, res, to, w->conv->activation, out_channels);
       continue;
     }
 #endif
-    output_tile(m + t * ldm, tb * ldm, bias, res, to, conv->activation, 0, out_channels);
+    output_tile(w->m + t * ldm, plane, w->bias, res, to, w->conv->activation, 0, out_channels);
   }
 }
 
 // The convolution by Winograd's F(2x2, 3x3) (conv->winograd): filter [16, panels, C, PANEL]; otherwise as convolve.
 static const char *winograd_convolve(const Conv *conv, const Geometry *g, const float *filter, int64_t k,
-                                     const float *bias, const float *residual, int64_t out_channels, float *out) {
+                                     const float *bias, const float *residual, int64_t out_channels, float *out,
+                                     int helped) {
   (void)k;
   pthread_once(&isa_once, choose_isa);
   const int64_t channels = g->channels, panels = (out_channels + PANEL - 1) / PANEL, ldm = panels * PANEL;
@@ -522,39 +737,37 @@ static const char *winograd_convolve(const Conv *conv, const Geometry *g, const 
   int64_t block = 8192 / (channels > ldm ? channels : ldm);
   if (block < isa.max_rows) block = isa.max_rows;
   if (block > tiles) block = tiles;
+  Winograd w = {.conv = conv, .g = g, .filter = filter, .bias = bias, .residual = residual, .out = out,
+                .out_channels = out_channels, .panels = panels, .ldm = ldm, .tiles_h = tiles_h, .tiles_w = tiles_w};
   float *zeros = calloc((size_t)channels, sizeof *zeros);
-  float *v = malloc((size_t)(WINOGRAD_TILES * block * channels) * sizeof *v);
-  float *m = malloc((size_t)(WINOGRAD_TILES * block * ldm) * sizeof *m);
-  const float **rows = malloc((size_t)block * sizeof *rows);
-  const float zero_bias[PANEL] = {0};
-  const char *error = NULL;
-  if (zeros == NULL || v == NULL || m == NULL || rows == NULL) {
-    error = "out of memory for the convolution's tiles";
-    goto done;
+  w.zeros = zeros;
+  w.v = malloc((size_t)(WINOGRAD_TILES * block * channels) * sizeof *w.v);
+  w.m = malloc((size_t)(WINOGRAD_TILES * block * ldm) * sizeof *w.m);
+  const int threads = helped ? THREADS : 1;
+  int ready = zeros != NULL && w.v != NULL && w.m != NULL;
+  for (int th = 0; th < threads; th++) {
+    w.scratch[th].rows = malloc((size_t)block * sizeof *w.scratch[th].rows);
+    ready = ready && w.scratch[th].rows != NULL;
   }
-  for (int64_t t0 = 0; t0 < tiles; t0 += block) {
-    const int64_t count = tiles - t0 < block ? tiles - t0 : block, groups = (count + isa.max_rows - 1) / isa.max_rows;
-    winograd_input(g, t0, count, tiles_h, tiles_w, zeros, v);
-    for (int xi = 0; xi < WINOGRAD_TILES; xi++) {
-      for (int64_t t = 0; t < count; t++) rows[t] = v + (xi * count + t) * channels;
-      for (int64_t p = 0; p < panels; p++) {
-        const float *panel = filter + (xi * panels + p) * channels * PANEL;
-        for (int64_t group = 0, first = 0; group < groups; group++) {
-          const int mr = tile_rows(count, groups, group);
-          Epilogue e = {zero_bias, NULL, ACT_NONE, m + (xi * count + first) * ldm + p * PANEL, ldm};
-          isa.kernels[mr](rows + first, 1, channels, panel, &e);
-          first += mr;
-        }
-      }
+  if (ready) {
+    for (int64_t t0 = 0; t0 < tiles; t0 += block) {
+      w.t0 = t0;
+      w.count = tiles - t0 < block ? tiles - t0 : block;
+      w.groups = (w.count + isa.max_rows - 1) / isa.max_rows;
+      for (int th = 0; th < threads; th++) w.scratch[th].xi = -1;
+      Task input = {.unit = winograd_input, .args = &w, .count = transform_units(&w)};
+      Task products = {.unit = winograd_products, .args = &w, .count = WINOGRAD_TILES * panels};
+      Task output = {.unit = winograd_output, .args = &w, .count = transform_units(&w)};
+      run_task(&input, helped);
+      run_task(&products, helped);
+      run_task(&output, helped);
     }
-    winograd_output(conv, g, t0, count, tiles_h, tiles_w, m, ldm, bias, residual, out_channels, out);
   }
-done:
   free(zeros);
-  free(v);
-  free(m);
-  free(rows);
-  return error;
+  free(w.v);
+  free(w.m);
+  for (int th = 0; th < threads; th++) free(w.scratch[th].rows);
+  return ready ? NULL : "out of memory for the convolution's tiles";
 }
 
 // out = activation(conv + residual) with TensorFlow's AddV2 broadcasting, for a residual not shaped as the
@@ -585,7 +798,7 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
   TF_Tensor *held[5] = {NULL};
   float *padded = NULL, *between = NULL;
   char why[256] = "";
-  int code = TF_INVALID_ARGUMENT;
+  int code = TF_INVALID_ARGUMENT, helped = 0;
   const int inputs = tf.NumInputs(ctx);
   if (inputs > 4) {
     snprintf(why, sizeof why, "at most one residual");
@@ -666,10 +879,12 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
     }
   }
   const char *(*run)(const Conv *, const Geometry *, const float *, int64_t, const float *, const float *, int64_t,
-                     float *) = conv->winograd ? winograd_convolve : convolve;
+                     float *, int) = conv->winograd ? winograd_convolve : convolve;
+  helped = claim_helper(batch);
   if (conv_size > 0 && !broadcast) {
     const char *error = run(conv, &g, tf.TensorData(filter), k, tf.TensorData(bias),
-                            residual != NULL ? tf.TensorData(residual) : NULL, out_channels, tf.TensorData(output));
+                            residual != NULL ? tf.TensorData(residual) : NULL, out_channels, tf.TensorData(output),
+                            helped);
     if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
   } else if (size > 0) {
     // The convolution and its bias first, then the broadcast addition and the activation.
@@ -678,11 +893,12 @@ static void compute(void *kernel, TF_OpKernelContext *ctx) {
     between = malloc((size_t)conv_size * sizeof *between);
     const char *error = between == NULL ? "out of memory for the convolution's output"
                                         : run(&plain, &g, tf.TensorData(filter), k, tf.TensorData(bias), NULL,
-                                              out_channels, between);
+                                              out_channels, between, helped);
     if (error != NULL) code = TF_RESOURCE_EXHAUSTED, snprintf(why, sizeof why, "%s", error);
     else add_broadcast(between, cdims, tf.TensorData(residual), rdims, odims, conv->activation, tf.TensorData(output));
   }
 done:
+  release_helper(helped);
   free(padded);
   free(between);
   if (why[0] != '\0') tf.SetStatus(status, code, why);
@@ -770,14 +986,78 @@ static napi_value Kernels(napi_env env, napi_callback_info info) {
   return value;
 }
 
-static int conv_exports(napi_env env, napi_value exports) {
-  napi_value fn;
-  if (napi_create_function(env, "vectorKernels", NAPI_AUTO_LENGTH, VectorKernels, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "vectorKernels", fn) != napi_ok) {
-    return 0;
+// lendIdleCore(slots, maxBatch): from now on, the op's calls in this thread take the helper thread for batches of
+// at most maxBatch images while an engine thread idles: slots (an Int32Array over a SharedArrayBuffer that the
+// caller keeps alive) holds a slot per engine thread of the pool, 1 while it runs a batch. lendIdleCore(null) stops it.
+static napi_value LendIdleCore(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_valuetype type;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_typeof(env, argv[0], &type) != napi_ok) {
+    return NULL;
   }
-  return napi_create_function(env, "kernels", NAPI_AUTO_LENGTH, Kernels, NULL, &fn) == napi_ok &&
-         napi_set_named_property(env, exports, "kernels", fn) == napi_ok;
+  if (type == napi_null) {
+    engine_slots = NULL;
+    return NULL;
+  }
+  bool typed = false;
+  napi_typedarray_type kind;
+  size_t length = 0;
+  void *data = NULL;
+  int64_t max_batch = 0;
+  if (napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
+      napi_get_typedarray_info(env, argv[0], &kind, &length, &data, NULL, NULL) != napi_ok ||
+      kind != napi_int32_array || length < 1 || argc < 2 || napi_get_value_int64(env, argv[1], &max_batch) != napi_ok ||
+      max_batch < 1) {
+    napi_throw_type_error(env, NULL, "lendIdleCore(slots, maxBatch): slots must be an Int32Array, maxBatch an integer >= 1");
+    return NULL;
+  }
+  engine_slots = data;
+  engines = (int64_t)length;
+  lend_max_batch = max_batch;
+  return NULL;
+}
+
+// readyHelper(batch): wakes the helper ahead of a model call that would take it (lendIdleCore), so that it is awake
+// by the first convolution; a sleeping thread takes a while to wake on a virtual machine.
+static napi_value ReadyHelper(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int64_t batch = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int64(env, argv[0], &batch) != napi_ok) {
+    napi_throw_type_error(env, NULL, "readyHelper(batch): batch must be an integer");
+    return NULL;
+  }
+  if (claim_helper(batch)) {
+    release_helper(1);
+    wake_helper();
+  }
+  return NULL;
+}
+
+// helperUnits(): units of work the helper thread has run in this process.
+static napi_value HelperUnits(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value value;
+  napi_create_int64(env, atomic_load(&helper_units), &value);
+  return value;
+}
+
+static int conv_exports(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } functions[] = {{"vectorKernels", VectorKernels}, {"kernels", Kernels}, {"lendIdleCore", LendIdleCore}, {"helperUnits", HelperUnits}, {"readyHelper", ReadyHelper}};
+  for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, functions[i].name, fn) != napi_ok) {
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static void define_op(TF_OpDefinitionBuilder *op) {

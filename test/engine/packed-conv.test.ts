@@ -1,6 +1,7 @@
 // PackedConv2D (src/native/conv.c) and the session graph's packing (src/engine/packed-conv.ts): the op computes what
 // TensorFlow's Conv2D + BiasAdd + AddV2 + ReLU compute, every kernel gives the same bits, a batch does not change an
-// image's answer, bad inputs are refused by name; the graph packs and fuses only what the op can stand for.
+// image's answer, nor does a helper thread sharing the work; bad inputs are refused by name; the graph packs and fuses
+// only what the op can stand for.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { Tensor, Tensor4D } from '@tensorflow/tfjs-node';
@@ -93,6 +94,32 @@ test('the AVX-512, AVX2 and portable kernels give the same bits on every geometr
     assert.equal(avx2.hashes, portable.hashes, 'avx2 and portable kernels differ');
   }
   console.log(`  compared: ${[...new Set([best.kernels, vector === 'avx512' ? 'avx2' : '', 'portable'])].filter(Boolean).join(', ')}`);
+});
+
+test('with the helper thread (lendIdleCore) every geometry gives the same bits, and the helper stays out while no engine slot is idle or the batch is over the limit', () => {
+  const child = path.join(__dirname, 'conv-child.ts');
+  const run = (kernels?: string) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CONV_LEND: '1' };
+    delete env.CONV_KERNELS;
+    if (kernels) env.CONV_KERNELS = kernels;
+    const out = execFileSync(process.execPath, ['-r', 'tsx/cjs', child], { encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
+    return JSON.parse(out.trim().split('\n').pop() as string) as {
+      kernels: string;
+      hashes: string[];
+      lent: { rounds: number; units: number; same: boolean; busyUnits: number; overLimitUnits: number };
+    };
+  };
+  const portable = run('portable');
+  const best = run();
+  for (const r of [best, portable]) {
+    assert.ok(r.lent.units > 0, `${r.kernels}: the helper took no unit of work in ${r.lent.rounds} rounds`);
+    assert.ok(r.lent.same, `${r.kernels}: a round with the helper gave other bits`);
+    assert.is(r.lent.busyUnits, 0, `${r.kernels}: the helper worked while every engine slot was busy`);
+    assert.is(r.lent.overLimitUnits, 0, `${r.kernels}: the helper worked on batches over the limit`);
+  }
+  // Alone and lent, by either kernel set, the same bits.
+  assert.equal(best.hashes, portable.hashes, `${best.kernels} and portable kernels differ`);
+  console.log(`  helper units: ${best.lent.units} (${best.kernels}, ${best.lent.rounds} rounds), ${portable.lent.units} (portable, ${portable.lent.rounds} rounds)`);
 });
 
 test('a residual of another shape broadcasts as AddV2 does, the output growing where the residual is larger', () => {
