@@ -30,6 +30,8 @@ export interface Config {
   /** Most images in one model call, and how long a free worker waits for a fuller batch. */
   maxBatch: number;
   maxBatchDelayMs: number;
+  /** Largest batch whose convolutions also use a helper thread while another engine thread idles (0: never). */
+  idleCoreMaxBatch: number;
   /** Limit for receiving a whole request, and for a prediction to start after it was queued. */
   requestTimeoutMs: number;
   /** Prediction requests accepted at once (running, queued or uploading); more are answered 503. */
@@ -89,6 +91,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'threads', flag: 'threads', env: 'THREADS', kind: int(1, 256), default: undefined, help: 'engine worker threads per process, each decoding, preprocessing and running the model on its own TensorFlow session (unset: the process\'s share of the CPU cores, max(1, cores / workers); one on a GPU)' },
   { key: 'maxBatch', flag: 'max-batch', env: 'MAX_BATCH', kind: int(1, 1024), default: '16', help: 'most images a worker runs through the model in one call (requests waiting for a worker are batched)' },
   { key: 'maxBatchDelayMs', flag: 'max-batch-delay-ms', env: 'MAX_BATCH_DELAY_MS', kind: int(0, 10000), default: '0', help: 'how long a free worker waits for a fuller batch before it starts a smaller one (0: start at once)' },
+  { key: 'idleCoreMaxBatch', flag: 'idle-core-max-batch', env: 'IDLE_CORE_MAX_BATCH', kind: int(0, 1024), default: '1', help: 'largest batch whose convolutions also run on a helper thread while another engine thread has no batch, so that a lone request uses two cores (0: never; only on the CPU, with two engine threads or more and --inter-op-threads unset)' },
   { key: 'intraOpThreads', flag: 'intra-op-threads', env: 'TF_NUM_INTRAOP_THREADS', kind: int(1, 1024), default: undefined, help: 'threads inside one TensorFlow op (unset: 1)' },
   { key: 'interOpThreads', flag: 'inter-op-threads', env: 'TF_NUM_INTEROP_THREADS', kind: int(-1, 1024), default: undefined, help: 'threads of the pool that runs TensorFlow sessions\' ops, shared by the process (unset or -1: each session runs in the engine thread that calls it; 0: one per core)' },
   { key: 'requestTimeoutMs', flag: 'request-timeout-ms', env: 'REQUEST_TIMEOUT_MS', kind: int(1000), default: '30000', help: 'limit to receive a request body (then 408 request_timeout), and for a queued prediction to start (then 503 overloaded)' },

@@ -92,6 +92,8 @@ async function main(): Promise<number> {
     workerHeapMb: config.workerHeapMb,
     maxBatch: config.maxBatch,
     maxDelayMs: config.maxBatchDelayMs,
+    // The helper thread shares the work of sessions that run in the engine threads, not in TensorFlow's pool.
+    idleCoreMaxBatch: plan.interOpThreads < 0 ? config.idleCoreMaxBatch : 0,
     logger,
   });
   const ready: Promise<Ready> = loading.then((pool) => {

@@ -83,12 +83,12 @@ function infer(stages: Stages, inputs: Float32Array[]): Float32Array[] {
  * Runs one batch of jobs: each image prepared on its own (a bad upload fails only its job), all prepared images
  * inferred in one model call, each answered with its own top-k. `progress` hears of each step before it starts.
  * After each image, `more` may hand over jobs that arrived meanwhile: they join this batch, answered after the
- * others in the order they came.
+ * others in the order they came. The model call's step says how many images it takes.
  */
 export async function runBatch(
   stages: Stages,
   jobs: PredictJob[],
-  progress: (step: { index: number; job: PredictJob } | 'infer') => void = () => undefined,
+  progress: (step: { index: number; job: PredictJob } | { infer: number }) => void = () => undefined,
   more: () => PredictJob[] = () => [],
 ): Promise<Settled<PipelineResult>[]> {
   const all = [...jobs];
@@ -105,7 +105,7 @@ export async function runBatch(
   const ready = prepared.flatMap((p, i) => (p.ok ? [{ i, image: p.value }] : []));
   let logits: Float32Array[] = [];
   let failure: Settled<PipelineResult> | undefined;
-  progress('infer');
+  progress({ infer: ready.length });
   const started = performance.now();
   try {
     if (ready.length > 0) logits = infer(stages, ready.map((r) => r.image.input));

@@ -2,6 +2,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { ServiceError, type ErrorCode } from '../errors';
 import type { RuntimeInfo } from '../runtime';
+import type { IdleCoreLending } from '../tf-ops';
 import type { Settled } from './batcher';
 import type { ModelMetadata } from './model';
 import type { PipelineResult } from './pipeline';
@@ -17,6 +18,8 @@ export interface WorkerSetup {
   decodeTimeoutMs: number;
   /** Where the pool sends jobs that join the running batch (MoreJobs); the worker reads it between images. */
   more: MessagePort;
+  /** When this worker's convolutions may use an idle core (tf-ops.ts lendIdleCore): its slot sets it busy or idle. */
+  lending?: IdleCoreLending & { slot: number };
 }
 
 export interface WireJob {

@@ -26,6 +26,11 @@ export interface PoolOptions extends BatcherOptions {
   decodeTimeoutMs: number;
   /** JavaScript heap limit of each worker thread. */
   workerHeapMb: number;
+  /**
+   * Largest batch whose convolutions also run on a helper thread while another worker has no batch (0: never): a
+   * lone request then uses two cores. Only on the CPU, with two workers or more.
+   */
+  idleCoreMaxBatch: number;
   logger: Logger;
 }
 
@@ -218,15 +223,23 @@ export async function startWorkerPool(options: PoolOptions): Promise<WorkerPool>
   let closing = false;
   let started = false;
   const workers: EngineWorker[] = [];
-  const spawn = (): EngineWorker => new EngineWorker(setup, options.workerHeapMb, onExit);
+  const lend = options.device === 'cpu' && options.workers >= 2 && options.idleCoreMaxBatch > 0;
+  const slots = lend ? new Int32Array(new SharedArrayBuffer(options.workers * Int32Array.BYTES_PER_ELEMENT)) : undefined;
+  const spawn = (slot: number): EngineWorker => {
+    const lending = slots && { slots, slot, maxBatch: options.idleCoreMaxBatch };
+    return new EngineWorker({ ...setup, ...(lending && { lending }) }, options.workerHeapMb, onExit);
+  };
   const onExit = (gone: EngineWorker, reason: Error): void => {
     if (closing || !started) return;
     logger.warn('engine worker ended; starting a new one', { reason: describe(reason) });
-    const replacement = spawn();
-    workers[workers.indexOf(gone)] = replacement;
+    const slot = workers.indexOf(gone);
+    // The thread ended in the middle of a batch: its slot would read busy for good.
+    if (slots) Atomics.store(slots, slot, 0);
+    const replacement = spawn(slot);
+    workers[slot] = replacement;
     replacement.ready.catch((err: unknown) => logger.error('replacement engine worker failed to start', { error: describe(err) }));
   };
-  for (let i = 0; i < options.workers; i++) workers.push(spawn());
+  for (let i = 0; i < options.workers; i++) workers.push(spawn(i));
   let runtime: RuntimeInfo;
   try {
     [runtime] = await Promise.all(workers.map((w) => w.ready));

@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { decoderTimesItself } from '../image/decode';
 import { BUSY_TRIM_INTERVAL_MS, releaseFreedMemory } from '../memory';
 import { loadRuntime } from '../runtime';
+import { lendIdleCore, readyHelper } from '../tf-ops';
 import { Model } from './model';
 import { createStages, runBatch, type Stages } from './pipeline';
 import type { PredictJob } from './pipeline';
@@ -22,6 +23,7 @@ async function start(setup: WorkerSetup): Promise<Stages> {
   // The pool set TensorFlow's thread and oneDNN variables in the process environment before starting workers.
   const { tf, info } = loadRuntime({ device: setup.device });
   const model = await Model.fromSession(tf, setup.metadata, setup.modelDir, setup.sessionDir);
+  if (setup.lending) lendIdleCore(setup.lending);
   const stages = createStages(tf, model, { maxPixels: setup.maxPixels, honourExif: setup.honourExif, decodeTimeoutMs: setup.decodeTimeoutMs });
   post({ type: 'ready', runtime: info });
   return stages;
@@ -45,10 +47,19 @@ start(setup).then(
     let trimmed = performance.now();
     port.on('message', (message: ToWorker) => {
       const { id } = message;
+      // Busy from the first decode to the answer: meanwhile the other engine threads' convolutions leave this core be.
+      if (setup.lending) Atomics.store(setup.lending.slots, setup.lending.slot, 1);
       // The pool times each decode from these messages and ends this thread if one runs past its budget.
-      const progress = (step: { index: number; job: PredictJob } | 'infer') =>
-        post(step === 'infer' ? { type: 'inferring', id } : { type: 'decoding', id, index: step.index, selfTimed: decoderTimesItself(step.job.bytes) });
+      const progress = (step: { index: number; job: PredictJob } | { infer: number }) => {
+        if ('index' in step) {
+          post({ type: 'decoding', id, index: step.index, selfTimed: decoderTimesItself(step.job.bytes) });
+          return;
+        }
+        post({ type: 'inferring', id });
+        if (setup.lending) readyHelper(step.infer);
+      };
       void runBatch(stages, message.jobs.map(jobFromWire), progress, () => moreFor(setup.more, id)).then((results) => {
+        if (setup.lending) Atomics.store(setup.lending.slots, setup.lending.slot, 0);
         post({ type: 'results', id, results: results.map(settledToWire), tensors: stages.tf.memory().numTensors });
         // Batches that overlap keep the engine busy for hours and the pool's idle trim never comes: the arenas would
         // keep what batches of different sizes freed. Here, between batches, the pause holds up no event loop.

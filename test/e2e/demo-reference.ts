@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { createApp } from '../../src/http/app';
 import { startWorkerPool } from '../../src/engine/worker-pool';
 import { healthInfo, runtimeHealth } from '../../src/http/routes/health';
+import { prepareRuntime } from '../../src/runtime';
 import type { AppConfig } from '../../src/http/state';
 import { appConfig, convertedDemoModel, memoryLogger, serve } from '../helpers/app';
 
@@ -39,8 +40,10 @@ export async function serveDemoModel(overrides: Partial<AppConfig> = {}): Promis
   const meta = JSON.parse(readFileSync(path.join(modelDir, 'metadata.json'), 'utf8')) as { source: { sha256: string } };
   assert.is(createHash('sha256').update(readFileSync(checkpoint)).digest('hex'), meta.source.sha256, 'reference checkpoint is the converted one');
 
-  // The engine the server runs: worker threads, batches across them.
-  const pool = await startWorkerPool({ modelDir, workers: 2, device: 'cpu', maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 32, maxDelayMs: 0, logger: memoryLogger() });
+  // The engine the server runs: worker threads, batches across them, TensorFlow's settings as main.ts gives them
+  // (the workers read them from the process's environment when they load the binding).
+  prepareRuntime({ device: 'cpu' });
+  const pool = await startWorkerPool({ modelDir, workers: 2, device: 'cpu', maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 32, maxDelayMs: 0, idleCoreMaxBatch: 1, logger: memoryLogger() });
   const app = createApp({
     config: appConfig({ requestTimeoutMs: 60_000, maxInFlight: 256, ...overrides }),
     logger: memoryLogger(),

@@ -16,7 +16,7 @@ import { tf } from '../helpers/runtime';
 const answer = (result: PipelineResult) => ({ predictions: result.predictions, source: result.source });
 
 const PHOTOS = ['p02-squirrel.jpg', 'p05-raccoon.png', 'p19-coins.png', 'p04-tree.jpg', 'formats/lossy.webp', 'formats/single.gif'];
-const options = { workers: 2, device: 'cpu' as const, maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 4, maxDelayMs: 0 };
+const options = { workers: 2, device: 'cpu' as const, maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 2000, workerHeapMb: 512, maxBatch: 4, maxDelayMs: 0, idleCoreMaxBatch: 1 };
 
 let pool: WorkerPool;
 let local: { pipeline: Pipeline; dispose(): void };

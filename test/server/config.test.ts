@@ -41,6 +41,7 @@ test('defaults: port 5012 on localhost, model_tfjs, auto device, top-3', () => {
     threads: undefined,
     maxBatch: 16,
     maxBatchDelayMs: 0,
+    idleCoreMaxBatch: 1,
     requestTimeoutMs: 30_000,
     maxInFlight: 128,
     shutdownDrainMs: 5000,

@@ -272,7 +272,7 @@ test('every documented response, each error code apart, is produced by a real re
   const busy = await app({ ready: { health: ready.health, pipeline: gated } }, { maxInFlight: 1 });
   // The worker pool of the real server, for its decode budget.
   const { dir: poolModel } = writeTinyModel(tempDir('openapi-pool'), { classes: 5 });
-  pool = await startWorkerPool({ modelDir: poolModel, workers: 1, device: 'cpu', maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 100, workerHeapMb: 512, maxBatch: 4, maxDelayMs: 0, logger: memoryLogger() });
+  pool = await startWorkerPool({ modelDir: poolModel, workers: 1, device: 'cpu', maxPixels: 36_000_000, honourExif: false, decodeTimeoutMs: 100, workerHeapMb: 512, maxBatch: 4, maxDelayMs: 0, idleCoreMaxBatch: 0, logger: memoryLogger() });
   const budgeted = await app({ ready: { pipeline: pool.pipeline, health: healthInfo(pool.metadata, runtimeHealth(pool.runtime)) } });
 
   const one = (produce: () => Promise<Answer>): Producer => async () => [await produce()];
