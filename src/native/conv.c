@@ -242,8 +242,8 @@ static void choose_isa(void) {
 // writes its own outputs with the same float operations as when one thread runs them all, so answers do not change.
 // The engine thread that calls the op says, through lendIdleCore, where the pool marks its threads busy or idle.
 
-// After its last unit the helper waits this long for the next op of the session run, then sleeps: any longer and it
-// would take the core from the engine's own threads once the model call is over.
+// After its last unit the helper waits this long for the next op of the session run, then sleeps, so that it does
+// not hold the core once the model call is over.
 #define HELPER_SPIN_NS 50000
 enum { LEADER, HELPER, THREADS };
 
@@ -252,7 +252,7 @@ typedef struct Task Task;
 struct Task {
   _Alignas(64) _Atomic int64_t next;
   _Alignas(64) void (*unit)(const Task *task, int64_t unit, int thread);
-  const void *args;
+  void *args;
   int64_t count;
   uint64_t serial;  // tells tasks apart that the caller's stack places at the same address
 };
@@ -331,13 +331,18 @@ static void start_helper(void) {
   pthread_attr_destroy(&attr);
 }
 
-// Whether this call of the op takes the helper: a small batch, an engine thread of the pool idle, the helper free.
-// The caller gives it back with release_helper.
-static int claim_helper(int64_t batch) {
+// Whether a call of the op in this thread may take the helper: a small batch, and an engine thread of the pool idle.
+static int may_lend(int64_t batch) {
   if (engine_slots == NULL || batch > lend_max_batch) return 0;
   int64_t busy = 0;
   for (int64_t i = 0; i < engines; i++) busy += atomic_load(&engine_slots[i]) != 0;
-  if (busy >= engines) return 0;
+  return busy < engines;
+}
+
+// Whether this call of the op takes the helper: it may lend, and the helper is free. The caller gives it back with
+// release_helper.
+static int claim_helper(int64_t batch) {
+  if (!may_lend(batch)) return 0;
   pthread_once(&helper_once, start_helper);
   int free_helper = 0;
   return helper_started && atomic_compare_exchange_strong(&helper_owned, &free_helper, 1);
@@ -450,7 +455,7 @@ typedef struct {
 
 // Unit u: the output pixels of block u / panels (BLOCK_ROWS of them, fewer in the last) times panel u % panels.
 static void direct_unit(const Task *task, int64_t u, int thread) {
-  Direct *d = (Direct *)task->args;
+  Direct *d = task->args;
   const Conv *conv = d->conv;
   const int64_t m0 = u / d->panels * BLOCK_ROWS, p = u % d->panels, out_channels = d->out_channels;
   const int64_t count = d->m_total - m0 < BLOCK_ROWS ? d->m_total - m0 : BLOCK_ROWS;
@@ -679,7 +684,7 @@ static void winograd_input(const Task *task, int64_t u, int thread) {
 
 // Unit u = xi * panels + p of the block's products: m[xi][t][co] (row length ldm) for panel p's channels.
 static void winograd_products(const Task *task, int64_t u, int thread) {
-  Winograd *w = (Winograd *)task->args;
+  Winograd *w = task->args;
   static const float zero_bias[PANEL] = {0};
   const int64_t xi = u / w->panels, p = u % w->panels, channels = w->g->channels, count = w->count;
   const float **rows = w->scratch[thread].rows;
@@ -1030,8 +1035,8 @@ static napi_value ReadyHelper(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "readyHelper(batch): batch must be an integer");
     return NULL;
   }
-  if (claim_helper(batch)) {
-    release_helper(1);
+  if (may_lend(batch)) {
+    pthread_once(&helper_once, start_helper);
     wake_helper();
   }
   return NULL;
