@@ -33,7 +33,7 @@ function addon<T>(op: OwnOp, what: string): T {
 interface ConvAddon {
   vectorKernels(): 'avx512' | 'avx2' | null;
   kernels(): 'avx512' | 'avx2' | 'portable';
-  lendIdleCore(slots: Int32Array | null, maxBatch?: number): void;
+  lendIdleCore(slots: Int32Array, maxBatch: number): void;
   helperUnits(): number;
   readyHelper(batch: number): void;
 }
@@ -69,12 +69,10 @@ export interface IdleCoreLending {
 /**
  * From now on, PackedConv2D calls in this thread (an engine thread) share their work with a helper thread for batches
  * of at most `maxBatch` images while another engine thread idles (a slot of `slots` is 0). The caller keeps `slots`
- * alive. The outputs are the same bits either way. null stops it.
+ * alive. The outputs are the same bits either way.
  */
-export function lendIdleCore(lending: IdleCoreLending | null): void {
-  const conv = addon<ConvAddon>('PackedConv2D', '');
-  if (lending === null) conv.lendIdleCore(null);
-  else conv.lendIdleCore(lending.slots, lending.maxBatch);
+export function lendIdleCore(lending: IdleCoreLending): void {
+  addon<ConvAddon>('PackedConv2D', '').lendIdleCore(lending.slots, lending.maxBatch);
 }
 
 /** Before a model call on `batch` images: wakes the helper thread if the call will take it (lendIdleCore). */

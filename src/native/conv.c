@@ -993,27 +993,19 @@ static napi_value Kernels(napi_env env, napi_callback_info info) {
 
 // lendIdleCore(slots, maxBatch): from now on, the op's calls in this thread take the helper thread for batches of
 // at most maxBatch images while an engine thread idles: slots (an Int32Array over a SharedArrayBuffer that the
-// caller keeps alive) holds a slot per engine thread of the pool, 1 while it runs a batch. lendIdleCore(null) stops it.
+// caller keeps alive) holds a slot per engine thread of the pool, 1 while it runs a batch.
 static napi_value LendIdleCore(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  napi_valuetype type;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_typeof(env, argv[0], &type) != napi_ok) {
-    return NULL;
-  }
-  if (type == napi_null) {
-    engine_slots = NULL;
-    return NULL;
-  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   bool typed = false;
   napi_typedarray_type kind;
   size_t length = 0;
   void *data = NULL;
   int64_t max_batch = 0;
-  if (napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
+  if (argc < 2 || napi_is_typedarray(env, argv[0], &typed) != napi_ok || !typed ||
       napi_get_typedarray_info(env, argv[0], &kind, &length, &data, NULL, NULL) != napi_ok ||
-      kind != napi_int32_array || length < 1 || argc < 2 || napi_get_value_int64(env, argv[1], &max_batch) != napi_ok ||
+      kind != napi_int32_array || length < 1 || napi_get_value_int64(env, argv[1], &max_batch) != napi_ok ||
       max_batch < 1) {
     napi_throw_type_error(env, NULL, "lendIdleCore(slots, maxBatch): slots must be an Int32Array, maxBatch an integer >= 1");
     return NULL;
